@@ -1,0 +1,1 @@
+"""servicewatch: the Faust application and its pure domain core (streams.core)."""

@@ -1,0 +1,38 @@
+"""How far one partition's time has provably moved on."""
+
+from __future__ import annotations
+
+
+class PartitionClock:
+    """The time up to which one partition's log is known, in epoch seconds.
+
+    It reads ``max(highest record timestamp consumed, time of the last fetch that
+    found the partition caught up)`` and never runs ahead of what has been read:
+    while a worker is paused or behind, its clock stops, so it cannot declare a
+    promise missed whose on-time delivery is still waiting in Kafka. A caught-up,
+    idle partition still moves on with the fetches, so misses surface promptly.
+    """
+
+    __slots__ = ("_last_record_at", "_caught_up_at")
+
+    def __init__(self) -> None:
+        self._last_record_at: float | None = None
+        self._caught_up_at: float | None = None
+
+    def observe(self, record_timestamp: float) -> None:
+        """A record stamped ``record_timestamp`` has been processed."""
+        if self._last_record_at is None or record_timestamp > self._last_record_at:
+            self._last_record_at = record_timestamp
+
+    def caught_up(self, at: float) -> None:
+        """Everything in the partition was processed as of a fetch answered ``at``."""
+        if self._caught_up_at is None or at > self._caught_up_at:
+            self._caught_up_at = at
+
+    def now(self) -> float | None:
+        """The partition's time, or ``None`` before anything is known."""
+        if self._last_record_at is None:
+            return self._caught_up_at
+        if self._caught_up_at is None:
+            return self._last_record_at
+        return max(self._last_record_at, self._caught_up_at)

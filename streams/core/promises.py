@@ -1,0 +1,293 @@
+"""The promise book: every promise one partition holds, and how each one ends.
+
+The outcome rule (PRODUCT.md, "Outcomes and time") reads only what the log holds:
+a promise due at D ends ``on_time`` when a delivery with ``occurred_at <= D`` was in
+Kafka (record timestamp, ``known_at``) by D + grace; otherwise it ends ``missed``,
+as soon as the partition's clock passes D + grace or such a late-known delivery is
+read. Because nothing here looks at the wall clock, re-reading the same log in any
+batching or at any speed reaches the same outcomes.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Iterable, Iterator, Union
+
+ON_TIME = "on_time"
+MISSED = "missed"
+OUTCOMES = (ON_TIME, MISSED)
+
+DEFAULT_GRACE_SECONDS = 2.0
+# Ended promises are remembered this long after their due time so that duplicate
+# or very late deliveries are still recognised instead of parked as "early".
+DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600.0
+
+Labels = tuple[str, str, str]  # team, kind, audience
+
+
+@dataclass(slots=True)
+class PromiseRecord:
+    """One promise as stored; also stands for a delivery whose promise is not seen yet."""
+
+    promise_id: str
+    case_id: str
+    team: str = ""
+    kind: str = ""
+    audience: str = ""
+    channel: str = ""
+    due_at: float | None = None  # None: only a delivery has been seen so far
+    ended_as: str | None = None
+    delivered_at: float | None = None
+    delivery_known_at: float | None = None
+
+    @property
+    def labels(self) -> Labels:
+        return (self.team, self.kind, self.audience)
+
+    @property
+    def is_made(self) -> bool:
+        return self.due_at is not None
+
+    @property
+    def is_overdue(self) -> bool:
+        return self.ended_as == MISSED and self.delivered_at is None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PromiseRecord":
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class PromiseKept:
+    record: PromiseRecord
+    margin_seconds: float  # how early it was delivered
+
+
+@dataclass(frozen=True, slots=True)
+class PromiseMissed:
+    record: PromiseRecord
+    declared_at: float  # the partition time at which the miss became certain
+
+
+@dataclass(frozen=True, slots=True)
+class LateDelivery:
+    record: PromiseRecord
+    lateness_seconds: float
+    # occurred in time, but reached Kafka only after due + grace
+    reported_late: bool
+
+
+Change = Union[PromiseKept, PromiseMissed, LateDelivery]
+
+
+class OutcomeTotals:
+    """Counts of ended promises and late deliveries, by label, for one partition."""
+
+    __slots__ = ("outcomes", "late_deliveries")
+
+    def __init__(self) -> None:
+        self.outcomes: Counter[tuple[str, str, str, str]] = Counter()
+        self.late_deliveries: Counter[Labels] = Counter()
+
+    def to_dict(self) -> dict:
+        # '|' cannot occur in a team, kind or audience (schemas forbid it).
+        return {
+            "outcomes": {"|".join(k): v for k, v in self.outcomes.items()},
+            "late_deliveries": {"|".join(k): v for k, v in self.late_deliveries.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "OutcomeTotals":
+        totals = cls()
+        for key, value in data.get("outcomes", {}).items():
+            team, kind, audience, outcome = key.split("|")
+            totals.outcomes[(team, kind, audience, outcome)] = value
+        for key, value in data.get("late_deliveries", {}).items():
+            team, kind, audience = key.split("|")
+            totals.late_deliveries[(team, kind, audience)] = value
+        return totals
+
+
+class PromiseBook:
+    """Open, overdue and recently ended promises of one partition.
+
+    Every method returns the outcome changes it caused; the records it touched are
+    collected until :meth:`take_dirty` so the caller can persist exactly those. Each
+    promise ends once: repeated or redelivered events change nothing.
+    """
+
+    def __init__(
+        self,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+        retention_seconds: float = DEFAULT_RETENTION_SECONDS,
+    ) -> None:
+        self.grace = grace_seconds
+        self.retention = retention_seconds
+        self.totals = OutcomeTotals()
+        self.open_count: Counter[Labels] = Counter()
+        self.overdue_count: Counter[Labels] = Counter()
+        self._records: dict[str, PromiseRecord] = {}
+        # Heaps with lazy deletion: an entry is acted on only if the record still
+        # matches it, so a sweep costs O(expired), not O(open).
+        self._deadlines: list[tuple[float, str]] = []
+        self._forget_at: list[tuple[float, str]] = []
+        self._dirty: set[str] = set()
+        self._totals_dirty = False
+
+    # -- reading ---------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def get(self, promise_id: str) -> PromiseRecord | None:
+        return self._records.get(promise_id)
+
+    def records(self) -> Iterator[PromiseRecord]:
+        return iter(self._records.values())
+
+    # -- events ----------------------------------------------------------------
+    def make(self, record: PromiseRecord, known_at: float) -> list[Change]:
+        """A promise was made. ``record`` carries its labels and due time."""
+        if record.due_at is None:
+            raise ValueError("a promise needs a due time")
+        earlier = self._records.get(record.promise_id)
+        if earlier is not None and earlier.is_made:
+            return []  # the same promise announced twice: the first one stands
+        self._records[record.promise_id] = record
+        self._dirty.add(record.promise_id)
+        self.open_count[record.labels] += 1
+        heapq.heappush(self._deadlines, (record.due_at, record.promise_id))
+        if earlier is not None:  # its delivery came first
+            return self._judge_delivery(
+                record, earlier.delivered_at, earlier.delivery_known_at
+            )
+        return []
+
+    def deliver(
+        self, promise_id: str, case_id: str, delivered_at: float, known_at: float
+    ) -> list[Change]:
+        """A delivery for ``promise_id`` occurred at ``delivered_at``, known at ``known_at``."""
+        record = self._records.get(promise_id)
+        if record is None:
+            parked = PromiseRecord(
+                promise_id=promise_id,
+                case_id=case_id,
+                delivered_at=delivered_at,
+                delivery_known_at=known_at,
+            )
+            self._records[promise_id] = parked
+            self._dirty.add(promise_id)
+            heapq.heappush(self._forget_at, (self._forget_time(parked), promise_id))
+            return []
+        if record.delivered_at is not None:
+            return []  # already delivered: a repeat changes nothing
+        return self._judge_delivery(record, delivered_at, known_at)
+
+    def expire(self, now: float) -> list[Change]:
+        """Declare missed every open promise whose due time + grace is before ``now``."""
+        changes: list[Change] = []
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] + self.grace < now:
+            due_at, promise_id = heapq.heappop(deadlines)
+            record = self._records.get(promise_id)
+            if record is None or record.ended_as is not None or record.due_at != due_at:
+                continue
+            self._end(record, MISSED)
+            self.overdue_count[record.labels] += 1
+            changes.append(PromiseMissed(record, declared_at=now))
+        self._forget_old(now)
+        return changes
+
+    # -- persistence -----------------------------------------------------------
+    def take_dirty(self) -> tuple[list[PromiseRecord], list[str], OutcomeTotals | None]:
+        """Records changed since the last call, ids forgotten, and totals if changed."""
+        upserts, deleted = [], []
+        for promise_id in self._dirty:
+            record = self._records.get(promise_id)
+            if record is None:
+                deleted.append(promise_id)
+            else:
+                upserts.append(record)
+        self._dirty.clear()
+        totals = self.totals if self._totals_dirty else None
+        self._totals_dirty = False
+        return upserts, deleted, totals
+
+    @classmethod
+    def restore(
+        cls,
+        records: Iterable[PromiseRecord],
+        totals: OutcomeTotals | None = None,
+        **settings: float,
+    ) -> "PromiseBook":
+        """Rebuild a book from persisted records, e.g. after a restart or rebalance."""
+        book = cls(**settings)
+        if totals is not None:
+            book.totals = totals
+        for record in records:
+            book._records[record.promise_id] = record
+            if not record.is_made:
+                heapq.heappush(book._forget_at, (book._forget_time(record), record.promise_id))
+            elif record.ended_as is None:
+                book.open_count[record.labels] += 1
+                heapq.heappush(book._deadlines, (record.due_at, record.promise_id))
+            else:
+                if record.is_overdue:
+                    book.overdue_count[record.labels] += 1
+                heapq.heappush(book._forget_at, (book._forget_time(record), record.promise_id))
+        return book
+
+    # -- rules -----------------------------------------------------------------
+    def _judge_delivery(
+        self, record: PromiseRecord, delivered_at: float, known_at: float
+    ) -> list[Change]:
+        due_at = record.due_at
+        record.delivered_at = delivered_at
+        record.delivery_known_at = known_at
+        self._dirty.add(record.promise_id)
+        if record.ended_as is None:
+            if delivered_at <= due_at and known_at <= due_at + self.grace:
+                self._end(record, ON_TIME)
+                return [PromiseKept(record, margin_seconds=due_at - delivered_at)]
+            self._end(record, MISSED)
+            return [PromiseMissed(record, declared_at=known_at), self._late(record)]
+        # Missed earlier, delivered now: no longer overdue.
+        self.overdue_count[record.labels] -= 1
+        return [self._late(record)]
+
+    def _late(self, record: PromiseRecord) -> LateDelivery:
+        self.totals.late_deliveries[record.labels] += 1
+        self._totals_dirty = True
+        lateness = record.delivered_at - record.due_at
+        return LateDelivery(record, lateness_seconds=max(lateness, 0.0), reported_late=lateness <= 0)
+
+    def _end(self, record: PromiseRecord, outcome: str) -> None:
+        record.ended_as = outcome
+        self.open_count[record.labels] -= 1
+        team, kind, audience = record.labels
+        self.totals.outcomes[(team, kind, audience, outcome)] += 1
+        self._totals_dirty = True
+        self._dirty.add(record.promise_id)
+        heapq.heappush(self._forget_at, (self._forget_time(record), record.promise_id))
+
+    def _forget_time(self, record: PromiseRecord) -> float:
+        anchor = record.due_at if record.is_made else record.delivery_known_at
+        return anchor + self.retention
+
+    def _forget_old(self, now: float) -> None:
+        forget_at = self._forget_at
+        while forget_at and forget_at[0][0] < now:
+            when, promise_id = heapq.heappop(forget_at)
+            record = self._records.get(promise_id)
+            if record is None or (record.is_made and record.ended_as is None):
+                continue
+            if self._forget_time(record) > when:
+                continue  # a stale entry: the record was made or ended since
+            if record.is_overdue:
+                self.overdue_count[record.labels] -= 1
+            del self._records[promise_id]
+            self._dirty.add(promise_id)

@@ -1,0 +1,159 @@
+"""The promise book's outcome rules, with time passed in: no Kafka, no sleeping."""
+
+import pytest
+
+from streams.core.clock import PartitionClock
+from streams.core.dedup import RecentEventIds
+from streams.core.promises import (
+    MISSED,
+    ON_TIME,
+    LateDelivery,
+    PromiseBook,
+    PromiseKept,
+    PromiseMissed,
+    PromiseRecord,
+)
+
+DUE = 1_000.0
+GRACE = 2.0
+
+
+def promise(promise_id="p1", due_at=DUE, team="billing", kind="callback"):
+    return PromiseRecord(
+        promise_id=promise_id, case_id="c1", team=team, kind=kind,
+        audience="external", channel="phone", due_at=due_at,
+    )
+
+
+@pytest.fixture
+def book():
+    return PromiseBook(grace_seconds=GRACE)
+
+
+def test_delivery_before_due_is_on_time_with_its_margin(book):
+    book.make(promise(), known_at=900)
+    changes = book.deliver("p1", "c1", delivered_at=990, known_at=990.5)
+    assert changes == [PromiseKept(book.get("p1"), margin_seconds=10)]
+    assert book.totals.outcomes[("billing", "callback", "external", ON_TIME)] == 1
+    assert book.open_count[("billing", "callback", "external")] == 0
+
+
+def test_delivery_exactly_at_due_is_on_time(book):
+    book.make(promise(), known_at=900)
+    [kept] = book.deliver("p1", "c1", delivered_at=DUE, known_at=DUE + GRACE)
+    assert isinstance(kept, PromiseKept) and kept.margin_seconds == 0
+
+
+def test_open_promise_is_not_missed_before_due_plus_grace(book):
+    book.make(promise(), known_at=900)
+    assert book.expire(now=DUE + GRACE) == []
+    assert book.open_count[("billing", "callback", "external")] == 1
+
+
+def test_missed_at_the_deadline_without_any_delivery(book):
+    book.make(promise(), known_at=900)
+    [missed] = book.expire(now=DUE + GRACE + 0.001)
+    assert isinstance(missed, PromiseMissed)
+    assert missed.record.ended_as == MISSED
+    assert book.overdue_count[("billing", "callback", "external")] == 1
+    assert book.totals.outcomes[("billing", "callback", "external", MISSED)] == 1
+
+
+def test_missed_then_delivered_late_counts_the_late_delivery_once(book):
+    book.make(promise(), known_at=900)
+    book.expire(now=DUE + 10)
+    [late] = book.deliver("p1", "c1", delivered_at=DUE + 60, known_at=DUE + 60)
+    assert late == LateDelivery(book.get("p1"), lateness_seconds=60, reported_late=False)
+    assert book.overdue_count[("billing", "callback", "external")] == 0
+    assert book.totals.outcomes[("billing", "callback", "external", MISSED)] == 1
+    assert book.totals.late_deliveries[("billing", "callback", "external")] == 1
+    assert book.deliver("p1", "c1", delivered_at=DUE + 61, known_at=DUE + 61) == []
+
+
+def test_late_delivery_read_before_the_sweep_still_ends_missed(book):
+    """Whether the sweep or the late delivery comes first, the outcome is the same."""
+    book.make(promise(), known_at=900)
+    changes = book.deliver("p1", "c1", delivered_at=DUE + 5, known_at=DUE + 5)
+    assert [type(c) for c in changes] == [PromiseMissed, LateDelivery]
+    assert book.expire(now=DUE + 100) == []
+    assert book.totals.outcomes[("billing", "callback", "external", MISSED)] == 1
+    assert book.overdue_count[("billing", "callback", "external")] == 0
+
+
+def test_delivery_in_time_but_known_after_grace_is_missed_and_reported_late(book):
+    book.make(promise(), known_at=900)
+    changes = book.deliver("p1", "c1", delivered_at=DUE - 1, known_at=DUE + GRACE + 1)
+    assert isinstance(changes[0], PromiseMissed)
+    assert changes[1].reported_late is True and changes[1].lateness_seconds == 0
+
+
+def test_duplicate_promise_and_duplicate_delivery_change_nothing(book):
+    book.make(promise(), known_at=900)
+    assert book.make(promise(), known_at=901) == []
+    book.deliver("p1", "c1", delivered_at=990, known_at=990)
+    assert book.deliver("p1", "c1", delivered_at=990, known_at=990) == []
+    assert sum(book.totals.outcomes.values()) == 1
+    assert book.expire(now=DUE + 100) == []
+
+
+def test_delivery_arriving_before_its_promise_is_applied_when_the_promise_comes(book):
+    assert book.deliver("p1", "c1", delivered_at=950, known_at=950) == []
+    [kept] = book.make(promise(), known_at=951)
+    assert isinstance(kept, PromiseKept) and kept.margin_seconds == 50
+    assert book.open_count[("billing", "callback", "external")] == 0
+    assert book.expire(now=DUE + 100) == []
+
+
+def test_sweep_only_touches_expired_promises_in_due_order(book):
+    for i, due in enumerate([30.0, 10.0, 20.0, 40.0]):
+        book.make(promise(f"p{i}", due_at=due), known_at=0)
+    missed = book.expire(now=25.0)
+    assert [c.record.due_at for c in missed] == [10.0, 20.0]
+
+
+def test_restore_rebuilds_open_overdue_and_totals(book):
+    book.make(promise("open", due_at=5_000), known_at=0)
+    book.make(promise("overdue", due_at=100), known_at=0)
+    book.make(promise("kept", due_at=200), known_at=0)
+    book.deliver("kept", "c1", delivered_at=150, known_at=150)
+    book.expire(now=300)
+    upserts, deleted, totals = book.take_dirty()
+    assert deleted == [] and totals is book.totals
+    restored = PromiseBook.restore(
+        [PromiseRecord.from_dict(r.to_dict()) for r in upserts], totals, grace_seconds=GRACE
+    )
+    labels = ("billing", "callback", "external")
+    assert restored.open_count[labels] == 1
+    assert restored.overdue_count[labels] == 1
+    assert restored.totals.outcomes == book.totals.outcomes
+    [missed] = restored.expire(now=6_000)
+    assert missed.record.promise_id == "open"
+
+
+def test_ended_promises_are_forgotten_after_retention():
+    book = PromiseBook(grace_seconds=GRACE, retention_seconds=100)
+    book.make(promise(due_at=10), known_at=0)
+    book.deliver("p1", "c1", delivered_at=5, known_at=5)
+    book.take_dirty()
+    book.expire(now=200)
+    assert book.get("p1") is None
+    assert book.take_dirty()[1] == ["p1"]
+
+
+def test_partition_clock_takes_the_later_of_records_and_caught_up_fetches():
+    clock = PartitionClock()
+    assert clock.now() is None
+    clock.observe(100)
+    clock.observe(90)  # out of order records never move time back
+    assert clock.now() == 100
+    clock.caught_up(at=150)
+    assert clock.now() == 150
+    clock.observe(120)
+    assert clock.now() == 150
+
+
+def test_recent_event_ids_forget_the_oldest_beyond_capacity():
+    seen = RecentEventIds(capacity=2)
+    assert seen.add("a") == [] and seen.add("b") == []
+    assert seen.add("c") == ["a"]
+    assert "a" not in seen and "c" in seen
