@@ -1,0 +1,136 @@
+"""Builds the Faust application: one agent, one sweep timer, one /metrics page.
+
+Everything the agent and the timer touch is owned by :class:`Monitor`; the domain
+rules live in :mod:`streams.core` and know nothing of Faust.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from streams.collector import PromiseStateCollector
+from streams.deadletters import dead_letter
+from streams.metrics import Instruments, TeamLabels
+from streams.processor import EventProcessor
+from streams.progress import ConsumerProgress
+from streams.settings import Settings
+from streams.state import PartitionStates
+
+log = logging.getLogger(__name__)
+
+
+class Monitor:
+    """The worker: its Faust app, state, metrics and the agent/timer/page wired to them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.app = faust.App(
+            settings.app_id,
+            broker=settings.broker,
+            store="memory://",
+            autodiscover=False,
+            datadir=str(settings.data_dir / settings.app_id),
+            topic_partitions=settings.partitions,
+            web_enabled=True,
+            web_port=settings.web_port,
+            web_bind=settings.web_host,
+            web_host=settings.web_host,
+            # Tansu holds a group join for half the session timeout.
+            broker_session_timeout=6,
+            broker_heartbeat_interval=1,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            logging_config=None,
+        )
+        app = self.app
+        self.events_topic = app.topic(
+            settings.topic, key_type=bytes, value_type=bytes,
+            key_serializer="raw", value_serializer="raw",
+            partitions=settings.partitions,
+        )
+        self.dead_letter_topic = app.topic(
+            settings.dead_letter_topic, key_serializer="raw", value_serializer="raw",
+            partitions=settings.partitions,
+        )
+        # Keys and values are JSON (Faust's default for untyped tables).
+        table_options = dict(default=None, partitions=settings.partitions)
+        self.states = PartitionStates(
+            app.Table("promises", **table_options),
+            app.Table("outcome-totals", **table_options),
+            app.Table("seen-events", **table_options),
+            grace_seconds=settings.grace_seconds,
+        )
+        self.registry = CollectorRegistry()
+        self.instruments = Instruments(self.registry, TeamLabels(settings.max_teams))
+        self.registry.register(PromiseStateCollector(self.states.books, self.instruments))
+        self.processor = EventProcessor(self.states, self.instruments)
+        self.progress = ConsumerProgress(app, settings.topic)
+
+        app.agent(self.events_topic, name="servicewatch.interactions")(self._consume)
+        app.timer(settings.sweep_interval, name="servicewatch.deadline-sweep")(self._sweep)
+        registry = self.registry
+
+        # A plain function, not a bound method: Faust binds it to its View.
+        async def metrics_page(web: Any, request: Any) -> Any:
+            encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+            return web.bytes(encoder(registry), headers={"Content-Type": content_type})
+
+        app.page("/metrics")(metrics_page)
+        app.on_partitions_revoked.connect(self._on_revoked)
+
+    async def _consume(self, stream: Any) -> None:
+        process = self.processor.process
+        async for event in stream.events():
+            message = event.message
+            try:
+                rejection = process(
+                    message.partition, message.offset, message.timestamp, message.key, message.value
+                )
+            except Exception:  # the worker must never die on one message
+                log.exception("unexpected error on %s[%s]@%s", message.topic, message.partition, message.offset)
+                rejection = self.processor._reject("schema_violation", "internal error while processing; see worker log")
+            if rejection is not None:
+                await self.dead_letter_topic.send(
+                    key=message.key,
+                    value=json.dumps(dead_letter(message, rejection)).encode(),
+                    headers={"servicewatch-reason": rejection.reason.encode()},
+                )
+
+    async def _sweep(self) -> None:
+        app = self.app
+        if app.rebalancing or getattr(app, "in_recovery", False):
+            return  # state is incomplete until table recovery is done
+        progress = self.progress
+        assigned = progress.assigned_partitions()
+        self.states.release({s.partition for s in self.states.held()} - assigned)
+        instruments = self.instruments
+        for partition in assigned:
+            state = self.states.get(partition)
+            caught_up_at = progress.caught_up_at(partition, state.next_offset)
+            if caught_up_at is not None:
+                state.clock.caught_up(caught_up_at)
+            self.processor.sweep(state)
+            lag = progress.lag(partition, state.next_offset)
+            if lag is not None:
+                instruments.partition_lag.labels(str(partition)).set(lag)
+            now = state.clock.now()
+            if now is not None:
+                instruments.partition_time.labels(str(partition)).set(now)
+
+    async def _on_revoked(self, sender: Any, revoked: Any, **_: Any) -> None:
+        partitions = {tp.partition for tp in revoked if tp.topic == self.settings.topic}
+        self.states.release(partitions)
+        for partition in partitions:
+            self.instruments.partition_lag.remove(str(partition)) if _has_child(
+                self.instruments.partition_lag, partition) else None
+
+
+def _has_child(metric: Any, partition: int) -> bool:
+    return (str(partition),) in metric._metrics

@@ -1,0 +1,145 @@
+"""The ``servicewatch`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+
+from streams import settings as defaults
+from streams.settings import Settings
+
+DESCRIPTION = """\
+servicewatch watches interaction events (greeting, response, promise, delivery) on
+Kafka and tells you, live, whether customers are greeted and answered quickly and
+whether every promise is kept on time. Metrics are served on /metrics for Prometheus.
+
+Start here:
+  servicewatch run         everything on this machine: embedded broker, worker, traffic
+  servicewatch worker      a worker against your Kafka cluster
+  servicewatch simulate    realistic traffic into a topic, for demos and load tests
+
+Settings come from flags or SERVICEWATCH_* environment variables
+(SERVICEWATCH_BROKER, SERVICEWATCH_TOPIC, SERVICEWATCH_WEB_PORT, ...).
+"""
+
+
+def _add_worker_options(parser: argparse.ArgumentParser, with_broker: bool = True) -> None:
+    base = Settings()
+    if with_broker:
+        parser.add_argument(
+            "--broker", default=base.broker,
+            help=f"Kafka bootstrap URL, e.g. kafka://host:9092 (default: {base.broker}; env SERVICEWATCH_BROKER)",
+        )
+    parser.add_argument(
+        "--topic", default=base.topic,
+        help=f"events topic; dead letters go to TOPIC.dlq (default: {base.topic}; env SERVICEWATCH_TOPIC)",
+    )
+    parser.add_argument(
+        "--partitions", type=int, default=base.partitions,
+        help="partitions to create the topics with; one worker per partition at most "
+        f"(default: {base.partitions}; env SERVICEWATCH_PARTITIONS)",
+    )
+    parser.add_argument(
+        "--web-port", type=int, default=base.web_port,
+        help=f"port of the worker's web server with /metrics (default: {base.web_port}; env SERVICEWATCH_WEB_PORT)",
+    )
+    parser.add_argument(
+        "--web-host", default=base.web_host,
+        help=f"address the web server binds; 0.0.0.0 in containers (default: {base.web_host})",
+    )
+    parser.add_argument(
+        "--grace", type=float, default=base.grace_seconds, dest="grace_seconds",
+        help="seconds a delivery may take to reach Kafka and still count as on time "
+        f"(default: {base.grace_seconds:g}; env SERVICEWATCH_GRACE_SECONDS)",
+    )
+    parser.add_argument(
+        "--log-level", default=base.log_level, choices=["debug", "info", "warning", "error"],
+        help=f"worker log level (default: {base.log_level})",
+    )
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    fields = {
+        name: getattr(args, name)
+        for name in ("broker", "topic", "partitions", "web_port", "web_host", "grace_seconds", "log_level")
+        if hasattr(args, name)
+    }
+    return replace(Settings(), **fields)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="servicewatch", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="run everything locally: embedded broker, a worker and simulated traffic",
+        description="Start an embedded Kafka-compatible broker (Tansu) on 127.0.0.1, a worker "
+        "and simulated traffic, print where /metrics is and a live summary. Ctrl-C stops all three.",
+    )
+    run.add_argument(
+        "--broker-port", type=int, default=9092,
+        help="port for the embedded broker on 127.0.0.1 (default: 9092)",
+    )
+    run.add_argument(
+        "--rate", type=float, default=5.0,
+        help="simulated customer cases started per second (default: 5)",
+    )
+    run.add_argument(
+        "--duration", type=float, default=None,
+        help="stop by itself after this many seconds (default: run until Ctrl-C)",
+    )
+    _add_worker_options(run, with_broker=False)
+
+    worker = commands.add_parser(
+        "worker", help="run a worker against a Kafka broker",
+        description="Consume the events topic, judge every promise and response, and serve "
+        "/metrics. Start more workers with the same settings to share the partitions.",
+    )
+    _add_worker_options(worker)
+
+    simulate = commands.add_parser(
+        "simulate", help="send realistic simulated traffic to a topic",
+        description="Send realistic cases (greetings, responses, promises and their deliveries, "
+        "some late, some never) to the events topic, in real time.",
+    )
+    simulate.add_argument("--broker", default=Settings().broker, help="Kafka bootstrap URL (env SERVICEWATCH_BROKER)")
+    simulate.add_argument("--topic", default=Settings().topic, help="events topic (env SERVICEWATCH_TOPIC)")
+    simulate.add_argument("--rate", type=float, default=5.0, help="cases started per second (default: 5)")
+    simulate.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+    simulate.add_argument("--late-share", type=float, default=0.15, help="share of promises delivered late (default: 0.15)")
+    simulate.add_argument("--never-share", type=float, default=0.05, help="share of promises never delivered (default: 0.05)")
+    simulate.add_argument("--seed", type=int, default=None, help="random seed, for repeatable traffic")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from streams.errors import friendly_errors
+
+    with friendly_errors():
+        if args.command == "worker":
+            from streams.worker import run_worker
+
+            run_worker(_settings_from(args))
+        elif args.command == "simulate":
+            from streams.simulate_command import simulate
+
+            simulate(args)
+        elif args.command == "run":
+            from streams.local_stack import run_local_stack
+
+            run_local_stack(args, _settings_from(args))
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""The worker's Prometheus metrics, named in the product's vocabulary.
+
+Counters of what this process read (events, rejections, duplicates) and the
+timing histograms are ordinary prometheus_client instruments. Promise outcomes
+and open/overdue gauges are not counted here: they live in the partitions' state
+and are exposed by :mod:`streams.collector`, so they follow partitions between
+workers and survive restarts.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+from schemas import EVENT_TYPES, REJECT_REASONS
+from schemas.events import Audience, Channel, PromiseKind
+
+CHANNELS = tuple(c.value for c in Channel)
+AUDIENCES = tuple(a.value for a in Audience)
+KINDS = tuple(k.value for k in PromiseKind)
+REJECT_REASONS_ALL = (*REJECT_REASONS, "key_mismatch")
+OVERFLOW_TEAM = "other"
+
+# The *_created series double what Prometheus stores and no dashboard reads them.
+disable_created_metrics()
+
+# Edges sit on typical targets (chat 1 min, phone 5 min, email 1 h/4 h/1 day) so
+# "within target" is an exact bucket read, not an interpolation.
+RESPONSE_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800)
+GREETING_BUCKETS = (1, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
+MARGIN_BUCKETS = (0, 1, 5, 15, 30, 60, 300, 900, 3600, 14400, 86400, 604800)
+
+
+class TeamLabels:
+    """Maps team names to label values, folding teams past the limit into ``other``."""
+
+    def __init__(self, max_teams: int) -> None:
+        self.max_teams = max_teams
+        self.known: list[str] = []
+        self._known_set: set[str] = set()
+
+    def label(self, team: str) -> tuple[str, bool]:
+        """The label for ``team`` and whether it is new to this process."""
+        if team in self._known_set:
+            return team, False
+        if len(self.known) >= self.max_teams:
+            team = OVERFLOW_TEAM
+            if team in self._known_set:
+                return team, False
+        self.known.append(team)
+        self._known_set.add(team)
+        return team, True
+
+
+class Instruments:
+    """Counters and histograms of one worker process, all series present from start."""
+
+    def __init__(self, registry: CollectorRegistry, teams: TeamLabels) -> None:
+        self.teams = teams
+        self.events = Counter(
+            "servicewatch_events", "Valid events processed, by type.", ["type"], registry=registry
+        )
+        self.rejected = Counter(
+            "servicewatch_events_rejected",
+            "Invalid events sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "servicewatch_events_duplicate",
+            "Events dropped because their event_id was already seen.",
+            registry=registry,
+        )
+        timing_labels = ["team", "channel", "audience"]
+        self.greeting = Histogram(
+            "servicewatch_greeting_seconds",
+            "Time from a customer reaching out to being greeted.",
+            timing_labels, buckets=GREETING_BUCKETS, registry=registry,
+        )
+        self.response = Histogram(
+            "servicewatch_response_seconds",
+            "Time from a customer asking to being answered.",
+            timing_labels, buckets=RESPONSE_BUCKETS, registry=registry,
+        )
+        promise_labels = ["team", "kind", "audience"]
+        self.delivery_margin = Histogram(
+            "servicewatch_delivery_margin_seconds",
+            "How early promises kept on time were delivered (0 = exactly at the due time).",
+            promise_labels, buckets=MARGIN_BUCKETS, registry=registry,
+        )
+        self.delivery_lateness = Histogram(
+            "servicewatch_delivery_lateness_seconds",
+            "How late deliveries of missed promises came after the due time.",
+            promise_labels, buckets=MARGIN_BUCKETS, registry=registry,
+        )
+        self.partition_lag = Gauge(
+            "servicewatch_consumer_lag_messages",
+            "Records in the events topic not yet processed, by assigned partition.",
+            ["partition"], registry=registry,
+        )
+        self.partition_time = Gauge(
+            "servicewatch_partition_time_seconds",
+            "How far each assigned partition's time has provably moved (epoch seconds).",
+            ["partition"], registry=registry,
+        )
+        self.by_type = {t: self.events.labels(t) for t in EVENT_TYPES}
+        self.by_reason = {r: self.rejected.labels(r) for r in REJECT_REASONS_ALL}
+        # (team label, channel, audience) -> bound child; bound once, not per event.
+        self._greeting_children: dict[tuple[str, str, str], Histogram] = {}
+        self._response_children: dict[tuple[str, str, str], Histogram] = {}
+        self._margin_children: dict[tuple[str, str, str], Histogram] = {}
+        self._lateness_children: dict[tuple[str, str, str], Histogram] = {}
+
+    def team_label(self, team: str) -> str:
+        label, is_new = self.teams.label(team)
+        if is_new:
+            for channel in CHANNELS:
+                for audience in AUDIENCES:
+                    key = (label, channel, audience)
+                    self._greeting_children[key] = self.greeting.labels(*key)
+                    self._response_children[key] = self.response.labels(*key)
+            for kind in KINDS:
+                for audience in AUDIENCES:
+                    key = (label, kind, audience)
+                    self._margin_children[key] = self.delivery_margin.labels(*key)
+                    self._lateness_children[key] = self.delivery_lateness.labels(*key)
+        return label
+
+    def observe_greeting(self, team: str, channel: str, audience: str, seconds: float) -> None:
+        self._greeting_children[(self.team_label(team), channel, audience)].observe(seconds)
+
+    def observe_response(self, team: str, channel: str, audience: str, seconds: float) -> None:
+        self._response_children[(self.team_label(team), channel, audience)].observe(seconds)
+
+    def observe_margin(self, team: str, kind: str, audience: str, seconds: float) -> None:
+        self._margin_children[(self.team_label(team), kind, audience)].observe(seconds)
+
+    def observe_lateness(self, team: str, kind: str, audience: str, seconds: float) -> None:
+        self._lateness_children[(self.team_label(team), kind, audience)].observe(seconds)

@@ -1,0 +1,38 @@
+"""Worker settings: flags override ``SERVICEWATCH_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_BROKER = "kafka://127.0.0.1:9092"
+DEFAULT_TOPIC = "servicewatch.events"
+DEFAULT_PARTITIONS = 8
+DEFAULT_WEB_PORT = 6066
+
+
+def env(name: str, default: str) -> str:
+    return os.environ.get(f"SERVICEWATCH_{name}", default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker: str = field(default_factory=lambda: env("BROKER", DEFAULT_BROKER))
+    topic: str = field(default_factory=lambda: env("TOPIC", DEFAULT_TOPIC))
+    partitions: int = field(default_factory=lambda: int(env("PARTITIONS", str(DEFAULT_PARTITIONS))))
+    web_host: str = field(default_factory=lambda: env("WEB_HOST", "127.0.0.1"))
+    web_port: int = field(default_factory=lambda: int(env("WEB_PORT", str(DEFAULT_WEB_PORT))))
+    grace_seconds: float = field(default_factory=lambda: float(env("GRACE_SECONDS", "2")))
+    app_id: str = field(default_factory=lambda: env("APP_ID", "servicewatch"))
+    data_dir: Path = field(
+        default_factory=lambda: Path(env("DATA_DIR", str(Path.home() / ".cache" / "servicewatch")))
+    )
+    # Prometheus labels must stay bounded, whatever emitters send.
+    max_teams: int = field(default_factory=lambda: int(env("MAX_TEAMS", "200")))
+    sweep_interval: float = 0.2
+    log_level: str = field(default_factory=lambda: env("LOG_LEVEL", "warning"))
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.topic}.dlq"

@@ -1,0 +1,115 @@
+"""The one owner of this worker's per-partition state, written through to Faust tables.
+
+Each assigned partition has a promise book, a partition clock and a window of
+recent event ids. They live in memory for speed and are persisted to changelog
+tables *on the partition they belong to*, so that after a crash or a rebalance
+the worker that takes the partition over restores exactly its state.
+
+Writes go through :func:`write_through` rather than ``table[key] = value``
+because the deadline sweep runs in a timer, outside any stream event, where
+Faust cannot tell which changelog partition a plain assignment belongs to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.core.clock import PartitionClock
+from streams.core.dedup import RecentEventIds
+from streams.core.promises import OutcomeTotals, PromiseBook, PromiseRecord
+
+
+def write_through(table: Any, partition: int, key: str, value: Any) -> None:
+    """Set (or with ``None`` delete) ``key`` in ``table`` and its changelog partition."""
+    if value is None:
+        table.data.pop(key, None)
+        table.send_changelog(partition, key, None, value_serializer="raw")
+    else:
+        table.data[key] = value
+        table.send_changelog(partition, key, value)
+
+
+@dataclass
+class PartitionState:
+    partition: int
+    book: PromiseBook
+    seen: RecentEventIds
+    clock: PartitionClock = field(default_factory=PartitionClock)
+    # Next offset the agent has to process: everything before it is done.
+    next_offset: int | None = None
+
+
+class PartitionStates:
+    """Per-partition state of the partitions this worker holds."""
+
+    def __init__(
+        self,
+        promises_table: Any,
+        totals_table: Any,
+        seen_table: Any,
+        grace_seconds: float,
+        seen_capacity: int = 100_000,
+    ) -> None:
+        self._promises = promises_table
+        self._totals = totals_table
+        self._seen = seen_table
+        self._grace = grace_seconds
+        self._seen_capacity = seen_capacity
+        self._states: dict[int, PartitionState] = {}
+
+    def __contains__(self, partition: int) -> bool:
+        return partition in self._states
+
+    def get(self, partition: int) -> PartitionState:
+        """The state of ``partition``, restored from the tables on first use."""
+        state = self._states.get(partition)
+        if state is None:
+            state = self._states[partition] = self._restore(partition)
+        return state
+
+    def held(self) -> list[PartitionState]:
+        return list(self._states.values())
+
+    def books(self) -> list[PromiseBook]:
+        return [state.book for state in self._states.values()]
+
+    def release(self, partitions: set[int]) -> None:
+        """Forget partitions this worker no longer holds (their tables keep them)."""
+        for partition in partitions:
+            self._states.pop(partition, None)
+
+    def remember_event(self, state: PartitionState, event_id: str) -> None:
+        write_through(self._seen, state.partition, event_id, state.partition)
+        for forgotten in state.seen.add(event_id):
+            write_through(self._seen, state.partition, forgotten, None)
+
+    def persist(self, state: PartitionState) -> None:
+        """Write what the book changed since the last call."""
+        upserts, deleted, totals = state.book.take_dirty()
+        partition = state.partition
+        for record in upserts:
+            write_through(self._promises, partition, record.promise_id, _stored(record, partition))
+        for promise_id in deleted:
+            write_through(self._promises, partition, promise_id, None)
+        if totals is not None:
+            write_through(self._totals, partition, str(partition), totals.to_dict())
+
+    def _restore(self, partition: int) -> PartitionState:
+        records = [
+            PromiseRecord.from_dict(value["record"])
+            for value in self._promises.data.values()
+            if value and value.get("partition") == partition
+        ]
+        stored_totals = self._totals.data.get(str(partition))
+        totals = OutcomeTotals.from_dict(stored_totals) if stored_totals else None
+        book = PromiseBook.restore(records, totals, grace_seconds=self._grace)
+        seen = RecentEventIds(self._seen_capacity)
+        for event_id, owner in list(self._seen.data.items()):
+            if owner == partition:
+                seen.add(event_id)
+        return PartitionState(partition=partition, book=book, seen=seen)
+
+
+def _stored(record: PromiseRecord, partition: int) -> dict:
+    return {"partition": partition, "record": record.to_dict()}
