@@ -95,7 +95,9 @@ class Monitor:
                 )
             except Exception:  # the worker must never die on one message
                 log.exception("unexpected error on %s[%s]@%s", message.topic, message.partition, message.offset)
-                rejection = self.processor._reject("schema_violation", "internal error while processing; see worker log")
+                rejection = self.processor.reject(
+                    "processing_error", "servicewatch failed on this event; the worker log has the details"
+                )
             if rejection is not None:
                 await self.dead_letter_topic.send(
                     key=message.key,
@@ -107,6 +109,12 @@ class Monitor:
         app = self.app
         if app.rebalancing or getattr(app, "in_recovery", False):
             return  # state is incomplete until table recovery is done
+        try:
+            self._sweep_partitions()
+        except Exception:  # a failed sweep is retried on the next tick; never stop the timer
+            log.exception("deadline sweep failed")
+
+    def _sweep_partitions(self) -> None:
         progress = self.progress
         assigned = progress.assigned_partitions()
         self.states.release({s.partition for s in self.states.held()} - assigned)
@@ -128,9 +136,8 @@ class Monitor:
         partitions = {tp.partition for tp in revoked if tp.topic == self.settings.topic}
         self.states.release(partitions)
         for partition in partitions:
-            self.instruments.partition_lag.remove(str(partition)) if _has_child(
-                self.instruments.partition_lag, partition) else None
-
-
-def _has_child(metric: Any, partition: int) -> bool:
-    return (str(partition),) in metric._metrics
+            for gauge in (self.instruments.partition_lag, self.instruments.partition_time):
+                try:
+                    gauge.remove(str(partition))
+                except KeyError:
+                    pass  # never set for this partition

@@ -17,7 +17,7 @@ from schemas.events import Audience, Channel, PromiseKind
 CHANNELS = tuple(c.value for c in Channel)
 AUDIENCES = tuple(a.value for a in Audience)
 KINDS = tuple(k.value for k in PromiseKind)
-REJECT_REASONS_ALL = (*REJECT_REASONS, "key_mismatch")
+REJECT_REASONS_ALL = (*REJECT_REASONS, "key_mismatch", "processing_error")
 OVERFLOW_TEAM = "other"
 
 # The *_created series double what Prometheus stores and no dashboard reads them.

@@ -41,10 +41,10 @@ class EventProcessor:
         try:
             event = decode_event(value if value is not None else b"")
         except InvalidEvent as invalid:
-            return self._reject(invalid.reason, invalid.detail)
+            return self.reject(invalid.reason, invalid.detail)
         if key is None or key != event.case_id.encode():
             shown = "no key" if key is None else f"key {key[:64]!r}"
-            return self._reject(
+            return self.reject(
                 "key_mismatch",
                 f"message has {shown} but case_id {event.case_id[:64]!r}; "
                 "send every event with the case id as its Kafka message key",
@@ -103,6 +103,6 @@ class EventProcessor:
             )
             self.record(changes)
 
-    def _reject(self, reason: str, detail: str) -> Rejection:
+    def reject(self, reason: str, detail: str) -> Rejection:
         self.instruments.by_reason[reason].inc()
         return Rejection(reason, detail)

@@ -314,17 +314,12 @@ PROGRESS_EVERY_SECONDS = 1.0
 
 def _bootstrap_servers(bootstrap: str) -> list[str]:
     """Accept the product's broker URL form (kafka://host:port, comma-separated) or bare host:port."""
-    servers = []
-    for part in bootstrap.split(","):
-        part = part.strip()
-        if "://" in part:
-            part = part.split("://", 1)[1]
-        if part:
-            servers.append(part.rstrip("/"))
-    if not servers:
-        raise SimulationError(f"no broker address in {bootstrap!r}; expected e.g. "
-                              "kafka://127.0.0.1:9092")
-    return servers
+    from streams.topics import parse_broker_url
+
+    try:
+        return parse_broker_url(bootstrap).split(",")
+    except ValueError as error:
+        raise SimulationError(str(error)) from None
 
 
 def _connection_errors() -> tuple[type[BaseException], ...]:

@@ -1,0 +1,145 @@
+"""``servicewatch run``: an embedded broker, one worker and simulated traffic on this machine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+from argparse import Namespace
+from dataclasses import replace
+from pathlib import Path
+
+from streams.embedded_broker import EmbeddedBroker
+from streams.scrape import summarize
+from streams.settings import Settings
+from streams.simulation import run_simulation
+from streams.worker import WorkerError, prepare
+
+WORKER_READY_TIMEOUT = 90.0
+SUMMARY_EVERY = 2.0
+
+
+def run_local_stack(args: Namespace, settings: Settings) -> None:
+    state_dir = Path.cwd() / ".servicewatch"
+    state_dir.mkdir(exist_ok=True)
+    settings = replace(settings, data_dir=state_dir / "data")
+    say(f"Starting the embedded Kafka-compatible broker (Tansu) on 127.0.0.1:{args.broker_port} ...")
+    broker = EmbeddedBroker(port=args.broker_port, log_file=state_dir / "broker.log")
+    broker.start()
+    worker = None
+    simulator_stop = threading.Event()
+    try:
+        settings = replace(settings, broker=broker.url)
+        prepare(settings)
+        worker = start_worker(settings, state_dir / "worker.log")
+        metrics_url = f"http://{settings.web_host}:{settings.web_port}/metrics"
+        say(f"Starting a worker (log: {state_dir / 'worker.log'}) ...")
+        wait_for_worker(worker, metrics_url, state_dir / "worker.log")
+        say(f"Worker ready. Metrics: {metrics_url}")
+        simulator = start_simulator(broker.bootstrap, settings.topic, args.rate, simulator_stop)
+        say(f"Simulating {args.rate:g} customer cases per second. Press Ctrl-C to stop.\n")
+        show_summaries(metrics_url, worker, simulator, args.duration)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        say("\nStopping simulator, worker and broker ...")
+        simulator_stop.set()
+        if worker is not None:
+            stop_process(worker, timeout=15.0)
+        broker.stop()
+        say("Stopped.")
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
+    command = [
+        sys.executable, "-m", "streams", "worker",
+        "--broker", settings.broker, "--topic", settings.topic,
+        "--partitions", str(settings.partitions),
+        "--web-port", str(settings.web_port), "--web-host", settings.web_host,
+        "--grace", str(settings.grace_seconds), "--log-level", settings.log_level,
+    ]
+    env = dict(os.environ, SERVICEWATCH_DATA_DIR=str(settings.data_dir))
+    with open(log_path, "ab") as log:
+        # Its own process group, so the terminal's Ctrl-C reaches only us and we
+        # stop the worker in order (simulator first, then worker, then broker).
+        return subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+
+def wait_for_worker(worker: subprocess.Popen, metrics_url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + WORKER_READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise WorkerError(f"the worker exited with code {worker.returncode}; its log:\n{tail(log_path)}")
+        try:
+            summarize(metrics_url, timeout=1.0)
+            return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.5)
+    raise WorkerError(f"the worker did not serve {metrics_url} within {WORKER_READY_TIMEOUT:.0f} s; its log:\n{tail(log_path)}")
+
+
+def start_simulator(bootstrap: str, topic: str, rate: float, stop: threading.Event) -> threading.Thread:
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            run_simulation(bootstrap, topic, cases_per_second=rate, stop=stop)
+        except BaseException as error:  # reported by show_summaries
+            errors.append(error)
+
+    thread = threading.Thread(target=send, name="simulator", daemon=True)
+    thread.errors = errors  # type: ignore[attr-defined]
+    thread.start()
+    return thread
+
+
+def show_summaries(
+    metrics_url: str, worker: subprocess.Popen, simulator: threading.Thread, duration: float | None
+) -> None:
+    started = time.monotonic()
+    interactive = sys.stdout.isatty()
+    while duration is None or time.monotonic() - started < duration:
+        time.sleep(SUMMARY_EVERY)
+        if worker.poll() is not None:
+            raise WorkerError(f"the worker stopped unexpectedly (exit code {worker.returncode})")
+        if simulator.errors:  # type: ignore[attr-defined]
+            raise simulator.errors[0]  # type: ignore[attr-defined]
+        try:
+            line = summarize(metrics_url).line()
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+            line = f"(metrics unavailable: {error})"
+        elapsed = time.monotonic() - started
+        if interactive:
+            print(f"\r\033[K[{elapsed:5.0f}s] {line}", end="", flush=True)
+        else:
+            print(f"[{elapsed:5.0f}s] {line}", flush=True)
+    if interactive:
+        print()
+
+
+def stop_process(process: subprocess.Popen, timeout: float) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,150 @@
+"""The processor and partition state, driven without Kafka.
+
+The tables here are stand-ins for Faust tables with the two members servicewatch
+uses (``data`` and ``send_changelog``); what is under test is the processor and
+the state it writes, including that a changelog replay restores it exactly.
+"""
+
+import json
+from datetime import datetime, timedelta, timezone
+
+from prometheus_client import CollectorRegistry
+
+from streams.collector import PromiseStateCollector
+from streams.metrics import Instruments, TeamLabels
+from streams.processor import EventProcessor
+from streams.state import PartitionStates
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+
+
+class ChangelogTable:
+    def __init__(self):
+        self.data = {}
+        self.changelog = []  # (partition, key, value) in send order
+
+    def send_changelog(self, partition, key, value, value_serializer=None):
+        self.changelog.append((partition, key, value))
+
+    def replayed(self, partition):
+        """A fresh table rebuilt from this table's changelog for one partition."""
+        table = ChangelogTable()
+        for p, key, value in self.changelog:
+            if p != partition:
+                continue
+            if value is None:
+                table.data.pop(key, None)
+            else:
+                table.data[key] = json.loads(json.dumps(value))  # as the JSON codec would
+        return table
+
+
+def make_worker(tables=None, max_teams=50):
+    tables = tables or (ChangelogTable(), ChangelogTable(), ChangelogTable())
+    states = PartitionStates(*tables, grace_seconds=2.0)
+    registry = CollectorRegistry()
+    instruments = Instruments(registry, TeamLabels(max_teams))
+    registry.register(PromiseStateCollector(states.books, instruments))
+    return EventProcessor(states, instruments), registry, tables
+
+
+def event(event_type, event_id, case_id="c1", at=NOW, **fields):
+    body = dict(event_id=event_id, type=event_type, occurred_at=at.isoformat(),
+                case_id=case_id, team="billing", channel="phone", **fields)
+    return json.dumps(body).encode()
+
+
+def feed(processor, records, partition=0):
+    rejections = []
+    for offset, (known_at, key, value) in enumerate(records):
+        rejection = processor.process(partition, offset, known_at.timestamp(), key, value)
+        if rejection:
+            rejections.append(rejection)
+    return rejections
+
+
+def sample(registry, name, **labels):
+    value = registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def test_outcomes_duplicates_and_rejections_reach_the_metrics():
+    processor, registry, _ = make_worker()
+    due = (NOW + timedelta(minutes=5)).isoformat()
+    rejections = feed(processor, [
+        (NOW, b"c1", event("promise", "e1", promise_id="p1", due_at=due, kind="callback")),
+        (NOW, b"c1", event("delivery", "e2", promise_id="p1")),
+        (NOW, b"c1", event("delivery", "e2", promise_id="p1")),  # repeated event id
+        (NOW, b"other", event("delivery", "e3", promise_id="p1")),
+        (NOW, b"c1", b"{oops"),
+    ])
+    assert [r.reason for r in rejections] == ["key_mismatch", "invalid_json"]
+    labels = dict(team="billing", kind="callback", audience="external")
+    assert sample(registry, "servicewatch_promise_outcomes_total", outcome="on_time", **labels) == 1
+    assert sample(registry, "servicewatch_promise_outcomes_total", outcome="missed", **labels) == 0
+    assert sample(registry, "servicewatch_events_duplicate_total") == 1
+    assert sample(registry, "servicewatch_events_total", type="delivery") == 1
+    assert sample(registry, "servicewatch_delivery_margin_seconds_count", **labels) == 1
+
+
+def test_sweep_declares_the_miss_once_the_partition_clock_passes_due_plus_grace():
+    processor, registry, _ = make_worker()
+    due = NOW + timedelta(seconds=10)
+    feed(processor, [(NOW, b"c1", event("promise", "e1", promise_id="p1", due_at=due.isoformat(), kind="refund"))])
+    state = processor.states.get(0)
+    labels = dict(team="billing", kind="refund", audience="external")
+    state.clock.caught_up(at=(due + timedelta(seconds=2)).timestamp())  # exactly due + grace
+    processor.sweep(state)
+    assert sample(registry, "servicewatch_promise_outcomes_total", outcome="missed", **labels) == 0
+    state.clock.caught_up(at=(due + timedelta(seconds=2.5)).timestamp())
+    processor.sweep(state)
+    processor.sweep(state)
+    assert sample(registry, "servicewatch_promise_outcomes_total", outcome="missed", **labels) == 1
+    assert sample(registry, "servicewatch_promises_overdue", **labels) == 1
+
+
+def test_a_restarted_worker_restores_state_from_the_changelog_and_counts_nothing_twice():
+    processor, registry, tables = make_worker()
+    due = NOW + timedelta(seconds=30)
+    records = [
+        (NOW, b"c1", event("promise", "e1", promise_id="p1", due_at=due.isoformat(), kind="visit")),
+        (NOW, b"c2", event("promise", "e2", case_id="c2", promise_id="p2", due_at=due.isoformat(), kind="visit")),
+        (NOW + timedelta(seconds=5), b"c1", event("delivery", "e3", promise_id="p1", at=NOW + timedelta(seconds=5))),
+    ]
+    feed(processor, records)
+    processor.sweep(processor.states.get(0))
+
+    restarted, registry2, _ = make_worker(tuple(t.replayed(0) for t in tables))
+    # After a crash the uncommitted records are delivered again.
+    feed(restarted, records)
+    labels = dict(team="billing", kind="visit", audience="external")
+    assert sample(registry2, "servicewatch_promise_outcomes_total", outcome="on_time", **labels) == 1
+    assert sample(registry2, "servicewatch_promises_open", **labels) == 1
+    assert sample(registry2, "servicewatch_events_duplicate_total") == 3
+    state = restarted.states.get(0)
+    state.clock.caught_up(at=(due + timedelta(seconds=3)).timestamp())
+    restarted.sweep(state)
+    assert sample(registry2, "servicewatch_promise_outcomes_total", outcome="missed", **labels) == 1
+
+
+def test_teams_beyond_the_limit_share_the_other_label():
+    processor, registry, _ = make_worker(max_teams=2)
+    for i, team in enumerate(["a", "b", "c", "d"]):
+        body = json.loads(event("greeting", f"g{i}", contact_at=NOW.isoformat()))
+        body["team"] = team
+        feed(processor, [(NOW, b"c1", json.dumps(body).encode())])
+    count = dict(channel="phone", audience="external")
+    assert sample(registry, "servicewatch_greeting_seconds_count", team="a", **count) == 1
+    assert sample(registry, "servicewatch_greeting_seconds_count", team="other", **count) == 2
+    assert sample(registry, "servicewatch_greeting_seconds_count", team="c", **count) == 0
+
+
+def test_every_series_of_a_new_team_exists_at_zero():
+    processor, registry, _ = make_worker()
+    feed(processor, [(NOW, b"c1", event("greeting", "g1", contact_at=NOW.isoformat()))])
+    for kind in ("callback", "delivery", "resolution", "refund", "visit", "other"):
+        for outcome in ("on_time", "missed"):
+            assert registry.get_sample_value(
+                "servicewatch_promise_outcomes_total",
+                dict(team="billing", kind=kind, audience="internal", outcome=outcome),
+            ) == 0
