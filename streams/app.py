@@ -69,7 +69,9 @@ class Monitor:
         )
         self.registry = CollectorRegistry()
         self.instruments = Instruments(self.registry, TeamLabels(settings.max_teams))
-        self.registry.register(PromiseStateCollector(self.states.books, self.instruments))
+        self.registry.register(
+            PromiseStateCollector(self.states.books, self.instruments, settings.at_risk_seconds)
+        )
         self.processor = EventProcessor(self.states, self.instruments)
         self.progress = ConsumerProgress(app, settings.topic)
 

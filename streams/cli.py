@@ -54,6 +54,11 @@ def _add_worker_options(parser: argparse.ArgumentParser, with_broker: bool = Tru
         f"(default: {base.grace_seconds:g}; env SERVICEWATCH_GRACE_SECONDS)",
     )
     parser.add_argument(
+        "--at-risk", type=float, default=base.at_risk_seconds, dest="at_risk_seconds",
+        help="an open promise due within this many seconds counts as at risk "
+        f"(default: {base.at_risk_seconds:g}; env SERVICEWATCH_AT_RISK_SECONDS)",
+    )
+    parser.add_argument(
         "--log-level", default=base.log_level, choices=["debug", "info", "warning", "error"],
         help=f"worker log level (default: {base.log_level})",
     )
@@ -62,7 +67,8 @@ def _add_worker_options(parser: argparse.ArgumentParser, with_broker: bool = Tru
 def _settings_from(args: argparse.Namespace) -> Settings:
     fields = {
         name: getattr(args, name)
-        for name in ("broker", "topic", "partitions", "web_port", "web_host", "grace_seconds", "log_level")
+        for name in ("broker", "topic", "partitions", "web_port", "web_host", "grace_seconds",
+                     "at_risk_seconds", "log_level")
         if hasattr(args, name)
     }
     return replace(Settings(), **fields)

@@ -64,7 +64,8 @@ def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
         "--broker", settings.broker, "--topic", settings.topic,
         "--partitions", str(settings.partitions),
         "--web-port", str(settings.web_port), "--web-host", settings.web_host,
-        "--grace", str(settings.grace_seconds), "--log-level", settings.log_level,
+        "--grace", str(settings.grace_seconds), "--at-risk", str(settings.at_risk_seconds),
+        "--log-level", settings.log_level,
     ]
     env = dict(os.environ, SERVICEWATCH_DATA_DIR=str(settings.data_dir))
     with open(log_path, "ab") as log:

@@ -24,6 +24,8 @@ class Settings:
     web_host: str = field(default_factory=lambda: env("WEB_HOST", "127.0.0.1"))
     web_port: int = field(default_factory=lambda: int(env("WEB_PORT", str(DEFAULT_WEB_PORT))))
     grace_seconds: float = field(default_factory=lambda: float(env("GRACE_SECONDS", "2")))
+    # An open promise due within this long is "at risk": time to act before it is missed.
+    at_risk_seconds: float = field(default_factory=lambda: float(env("AT_RISK_SECONDS", "900")))
     app_id: str = field(default_factory=lambda: env("APP_ID", "servicewatch"))
     data_dir: Path = field(
         default_factory=lambda: Path(env("DATA_DIR", str(Path.home() / ".cache" / "servicewatch")))

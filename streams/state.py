@@ -71,8 +71,9 @@ class PartitionStates:
     def held(self) -> list[PartitionState]:
         return list(self._states.values())
 
-    def books(self) -> list[PromiseBook]:
-        return [state.book for state in self._states.values()]
+    def books(self) -> list[tuple[PromiseBook, float | None]]:
+        """Each held partition's book with its partition time, for the collector."""
+        return [(state.book, state.clock.now()) for state in self._states.values()]
 
     def release(self, partitions: set[int]) -> None:
         """Forget partitions this worker no longer holds (their tables keep them)."""

@@ -149,6 +149,27 @@ class PromiseBook:
     def records(self) -> Iterator[PromiseRecord]:
         return iter(self._records.values())
 
+    def due_by(self, deadline: float) -> Counter[Labels]:
+        """Open promises due at or before ``deadline``, by label.
+
+        Walks only the part of the deadline heap at or below ``deadline`` (a heap's
+        children are never earlier than their parent), so it costs what is due soon,
+        not what is open.
+        """
+        found: Counter[Labels] = Counter()
+        heap, records = self._deadlines, self._records
+        pending = [0] if heap else []
+        while pending:
+            index = pending.pop()
+            due_at, promise_id = heap[index]
+            if due_at > deadline:
+                continue
+            record = records.get(promise_id)
+            if record is not None and record.ended_as is None and record.due_at == due_at:
+                found[record.labels] += 1
+            pending.extend(child for child in (2 * index + 1, 2 * index + 2) if child < len(heap))
+        return found
+
     # -- events ----------------------------------------------------------------
     def make(self, record: PromiseRecord, known_at: float) -> list[Change]:
         """A promise was made. ``record`` carries its labels and due time."""

@@ -44,7 +44,7 @@ def make_worker(tables=None, max_teams=50):
     states = PartitionStates(*tables, grace_seconds=2.0)
     registry = CollectorRegistry()
     instruments = Instruments(registry, TeamLabels(max_teams))
-    registry.register(PromiseStateCollector(states.books, instruments))
+    registry.register(PromiseStateCollector(states.books, instruments, at_risk_seconds=60))
     return EventProcessor(states, instruments), registry, tables
 
 
@@ -148,3 +148,16 @@ def test_every_series_of_a_new_team_exists_at_zero():
                 "servicewatch_promise_outcomes_total",
                 dict(team="billing", kind=kind, audience="internal", outcome=outcome),
             ) == 0
+
+
+def test_open_promises_due_within_the_at_risk_window_are_at_risk():
+    processor, registry, _ = make_worker()
+    feed(processor, [
+        (NOW, b"c1", event("promise", "e1", promise_id="soon", kind="callback",
+                           due_at=(NOW + timedelta(seconds=30)).isoformat())),
+        (NOW, b"c1", event("promise", "e2", promise_id="later", kind="callback",
+                           due_at=(NOW + timedelta(minutes=10)).isoformat())),
+    ])
+    labels = dict(team="billing", kind="callback", audience="external")
+    assert sample(registry, "servicewatch_promises_at_risk", **labels) == 1
+    assert sample(registry, "servicewatch_promises_open", **labels) == 2

@@ -157,3 +157,12 @@ def test_recent_event_ids_forget_the_oldest_beyond_capacity():
     assert seen.add("a") == [] and seen.add("b") == []
     assert seen.add("c") == ["a"]
     assert "a" not in seen and "c" in seen
+
+
+def test_due_by_counts_open_promises_due_soon_and_ignores_ended_ones(book):
+    for i, due in enumerate([50.0, 10.0, 30.0, 70.0, 20.0, 90.0]):
+        book.make(promise(f"p{i}", due_at=due, kind="visit" if due == 30.0 else "callback"), known_at=0)
+    book.deliver("p4", "c1", delivered_at=15, known_at=15)  # due 20, kept
+    found = book.due_by(50.0)
+    assert found == {("billing", "callback", "external"): 2, ("billing", "visit", "external"): 1}
+    assert book.due_by(5.0) == {}
