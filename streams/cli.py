@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="port for the embedded broker on 127.0.0.1 (default: 9092)",
     )
     run.add_argument(
+        "--broker-kind", choices=["tansu", "kafka"], default="tansu",
+        help="tansu: the embedded broker (default); kafka: a real Apache Kafka 4.x, "
+        "resolved with Maven on first use (needs Java 17+ and Maven)",
+    )
+    run.add_argument(
         "--rate", type=float, default=5.0,
         help="simulated customer cases started per second (default: 5)",
     )

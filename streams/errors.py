@@ -10,13 +10,14 @@ from typing import Iterator
 @contextmanager
 def friendly_errors() -> Iterator[None]:
     from streams.embedded_broker import EmbeddedBrokerError
+    from streams.kafka_broker import KafkaBrokerError
     from streams.simulation import SimulationError
     from streams.topics import TopicsError
     from streams.worker import WorkerError
 
     try:
         yield
-    except (EmbeddedBrokerError, SimulationError, TopicsError, WorkerError, ValueError) as error:
+    except (EmbeddedBrokerError, KafkaBrokerError, SimulationError, TopicsError, WorkerError, ValueError) as error:
         print(f"servicewatch: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from streams.embedded_broker import EmbeddedBroker
+from streams.kafka_broker import ApacheKafkaBroker
 from streams.scrape import summarize
 from streams.settings import Settings
 from streams.simulation import run_simulation
@@ -27,8 +28,12 @@ def run_local_stack(args: Namespace, settings: Settings) -> None:
     state_dir = Path.cwd() / ".servicewatch"
     state_dir.mkdir(exist_ok=True)
     settings = replace(settings, data_dir=state_dir / "data")
-    say(f"Starting the embedded Kafka-compatible broker (Tansu) on 127.0.0.1:{args.broker_port} ...")
-    broker = EmbeddedBroker(port=args.broker_port, log_file=state_dir / "broker.log")
+    if args.broker_kind == "kafka":
+        say(f"Starting Apache Kafka on 127.0.0.1:{args.broker_port} (first time: jars from Maven Central) ...")
+        broker = ApacheKafkaBroker(port=args.broker_port, log_file=state_dir / "broker.log")
+    else:
+        say(f"Starting the embedded Kafka-compatible broker (Tansu) on 127.0.0.1:{args.broker_port} ...")
+        broker = EmbeddedBroker(port=args.broker_port, log_file=state_dir / "broker.log")
     broker.start()
     worker = None
     simulator_stop = threading.Event()

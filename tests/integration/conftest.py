@@ -1,27 +1,39 @@
 """Fixtures for end-to-end tests: a broker, and servicewatch workers as real processes.
 
 The ``broker`` fixture yields an object with ``.bootstrap`` ("host:port", for
-kafka-python) and ``.url`` ("kafka://host:port", for ``--broker``); tests use nothing else,
-so an Apache Kafka broker can later be offered through the same fixture (parametrised).
+kafka-python) and ``.url`` ("kafka://host:port", for ``--broker``); tests use nothing
+else, and every test that takes it runs twice: on the embedded broker (Tansu) and on
+a real Apache Kafka 4.x broker.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Callable, Iterator
 
 import pytest
 
 from streams.embedded_broker import EmbeddedBroker, free_port
+from streams.kafka_broker import ApacheKafkaBroker, KafkaToolsMissing
 
 from tests.integration.harness import WorkerProcess, unique_name
 
 
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory) -> Iterator[EmbeddedBroker]:
-    """One embedded Tansu broker on 127.0.0.1 for the whole session (in memory, empty)."""
-    log_file = tmp_path_factory.mktemp("broker") / "tansu.log"
-    with EmbeddedBroker(port=free_port(), log_file=log_file) as broker:
-        yield broker
+BROKERS = {"tansu": EmbeddedBroker, "kafka": ApacheKafkaBroker}
+
+
+@pytest.fixture(scope="session", params=sorted(BROKERS))
+def broker(request, tmp_path_factory) -> Iterator[EmbeddedBroker | ApacheKafkaBroker]:
+    """One broker of each kind on 127.0.0.1 for the whole session (empty at start)."""
+    kind = request.param
+    log_file = tmp_path_factory.mktemp(f"broker-{kind}") / f"{kind}.log"
+    try:
+        with BROKERS[kind](port=free_port(), log_file=log_file) as broker:
+            yield broker
+    except KafkaToolsMissing as missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Apache Kafka cannot run here: {missing}")
+        pytest.skip(f"Apache Kafka cannot run here: {missing}")
 
 
 @pytest.fixture
