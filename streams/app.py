@@ -85,7 +85,13 @@ class Monitor:
             return web.bytes(encoder(registry), headers={"Content-Type": content_type})
 
         app.page("/metrics")(metrics_page)
+        # Partition state may only be restored from the tables once Faust has
+        # recovered them: between a rebalance and the end of recovery the sweep
+        # waits. (Faust has no single flag covering that whole window.)
+        self._tables_recovered = False
         app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_partitions_assigned.connect(self._on_assigned)
+        app.on_rebalance_complete.connect(self._on_rebalance_complete)
 
     async def _consume(self, stream: Any) -> None:
         process = self.processor.process
@@ -109,7 +115,7 @@ class Monitor:
 
     async def _sweep(self) -> None:
         app = self.app
-        if app.rebalancing or getattr(app, "in_recovery", False):
+        if not self._tables_recovered or app.rebalancing or getattr(app, "in_recovery", False):
             return  # state is incomplete until table recovery is done
         try:
             self._sweep_partitions()
@@ -134,7 +140,14 @@ class Monitor:
             if now is not None:
                 instruments.partition_time.labels(str(partition)).set(now)
 
+    async def _on_assigned(self, sender: Any, assigned: Any, **_: Any) -> None:
+        self._tables_recovered = False
+
+    async def _on_rebalance_complete(self, sender: Any, **_: Any) -> None:
+        self._tables_recovered = True
+
     async def _on_revoked(self, sender: Any, revoked: Any, **_: Any) -> None:
+        self._tables_recovered = False
         partitions = {tp.partition for tp in revoked if tp.topic == self.settings.topic}
         self.states.release(partitions)
         for partition in partitions:
