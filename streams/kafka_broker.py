@@ -23,13 +23,11 @@ with two differences that matter to tests:
 
 from __future__ import annotations
 
-import atexit
 import base64
 import fcntl
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,8 +35,9 @@ import time
 import uuid
 from pathlib import Path
 
-from streams.embedded_broker import free_port, port_is_free, wait_until_accepting
-from streams.topics import BrokerUnreachable, wait_for_broker
+from streams.broker_process import ANSI_ESCAPE as _ANSI_ESCAPE
+# port_is_free and wait_until_accepting: importable from here, as before.
+from streams.broker_process import BrokerProcess, free_port, port_is_free, wait_until_accepting  # noqa: F401
 
 KAFKA_ARTIFACT = "org.apache.kafka:kafka_2.13"
 DEFAULT_KAFKA_VERSION = "4.4.0"  # latest 4.x on Maven Central when written; 4.1.2 also tested
@@ -52,7 +51,6 @@ DEFAULT_CACHE_DIR = Path("~/.cache/servicewatch/kafka")
 INSTALL_HINT = "apt-get install openjdk-17-jre-headless maven"
 MIN_JAVA = 17
 _MARKER = "resolved.ok"
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 _VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.\-]*$")
 _POLL_INTERVAL = 0.05
 _LOG_TAIL_LINES = 30
@@ -262,17 +260,7 @@ def _read_properties(path: Path) -> dict[str, str]:
     return values
 
 
-_live_brokers: set["ApacheKafkaBroker"] = set()
-
-
-@atexit.register
-def _kill_live_brokers() -> None:
-    # Last resort so an interpreter exit never leaves an orphan JVM holding the port.
-    for broker in list(_live_brokers):
-        broker.stop(timeout=2.0)
-
-
-class ApacheKafkaBroker:
+class ApacheKafkaBroker(BrokerProcess):
     """An Apache Kafka broker+controller (KRaft, one node) child process on HOST:PORT.
 
     port=None picks a free port. The controller listener gets its own free port,
@@ -288,116 +276,88 @@ class ApacheKafkaBroker:
     until a metadata request is answered with our cluster id.
     """
 
+    name = "Apache Kafka"
+    error_class = KafkaBrokerError
+    log_prefix = "servicewatch-kafka-"
+    log_tail_lines = _LOG_TAIL_LINES
+    metadata_timeout = 2.0
+    answer_poll_interval = _POLL_INTERVAL
+    exit_stop_timeout = 2.0  # a JVM takes longer to stop
+
     def __init__(self, port: int | None = None, host: str = "127.0.0.1",
                  log_file: str | os.PathLike | None = None, version: str = KAFKA_VERSION,
                  data_dir: str | os.PathLike | None = None):
-        self.host = host
-        self.port = port if port is not None else free_port(host)
+        super().__init__(port=port, host=host, log_file=log_file)
         self.controller_port: int | None = None
-        self.log_file = Path(log_file) if log_file is not None else None
         self.version = _check_version(version)
         self.data_dir = Path(data_dir).absolute() if data_dir is not None else None
-        self.cluster_id: str | None = None
         self.resolve_seconds: float | None = None  # jar resolution (≈0 when cached)
         self.format_seconds: float | None = None   # StorageTool format (None when reused)
-        self.startup_seconds: float | None = None  # JVM launch -> accepting TCP connections
-        self.ready_seconds: float | None = None    # JVM launch -> metadata request answered
-        self._process: subprocess.Popen | None = None
+        # startup_seconds and ready_seconds (see BrokerProcess) count from the JVM launch.
+        self._java: str | None = None
+        self._classpath: str | None = None
         self._run_dir: Path | None = None
         self._owns_run_dir = False
-        self._log_path: Path | None = None
-        self._log_handle = None
-        self._log_offset = 0
-        self._owns_log = False
-
-    # -- the EmbeddedBroker surface --
-
-    @property
-    def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"kafka://{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
 
     @property
     def run_dir(self) -> Path | None:
         """Directory of server.properties and kafka-logs/ (data_dir, or the temporary one)."""
         return self._run_dir
 
-    def __enter__(self) -> "ApacheKafkaBroker":
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
-
     def start(self, timeout: float = 60.0) -> "ApacheKafkaBroker":
-        if self.running:
-            return self
-        if not port_is_free(self.host, self.port):
-            raise KafkaBrokerError(self._port_in_use_message(self.port))
-        java = find_java()
-        _check_java_version(java)
-        began = time.monotonic()
-        libs = resolve_kafka_jars(self.version)
-        self.resolve_seconds = time.monotonic() - began
-        deadline = time.monotonic() + timeout
-        try:
-            self._prepare_run_dir()
-            self._open_log()
-            classpath = f"{libs}{os.sep}*"
-            self._format_if_new(java, classpath, deadline)
-            launched = time.monotonic()
-            try:
-                self._process = subprocess.Popen(
-                    [java, "-Xms256m", "-Xmx512m", "-XX:+ExitOnOutOfMemoryError",
-                     "-Djava.awt.headless=true", "-Dlog4j2.shutdownHookEnabled=false",
-                     f"-Dlog4j2.configurationFile={self._run_dir / 'log4j2.properties'}",
-                     "-cp", classpath, "kafka.Kafka", str(self._run_dir / "server.properties")],
-                    cwd=self._run_dir, stdin=subprocess.DEVNULL,
-                    stdout=self._log_handle, stderr=subprocess.STDOUT,
-                    start_new_session=True,  # own process group: terminal Ctrl-C goes to us, we stop it
-                )
-            except OSError as exc:
-                raise KafkaToolsMissing(f"cannot run {java}: {exc}; install Java: {INSTALL_HINT}") from exc
-            _live_brokers.add(self)
-            self._wait_until_accepting(deadline)
-            self.startup_seconds = time.monotonic() - launched
-            self._wait_until_answering(deadline)
-            self.ready_seconds = time.monotonic() - launched
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        return super().start(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the broker's process group, SIGKILL it after `timeout` s. Idempotent.
 
         Removes the temporary data directory, never a `data_dir` given by the caller.
         """
-        process, self._process = self._process, None
-        _live_brokers.discard(self)
-        if process is not None and process.poll() is None:
-            self._signal_group(process, signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._signal_group(process, signal.SIGKILL)
-                process.wait()
-        self._close_log()
+        super().stop(timeout)
         if self._owns_run_dir and self._run_dir is not None:
             shutil.rmtree(self._run_dir, ignore_errors=True)
             self._run_dir, self._owns_run_dir = None, False
 
-    # -- start-up steps --
+    # -- start-up steps (the BrokerProcess hooks) --
+
+    def _find_tools(self) -> None:
+        # Not counted in start()'s timeout: the first resolution downloads the jars.
+        java = find_java()
+        _check_java_version(java)
+        began = time.monotonic()
+        libs = resolve_kafka_jars(self.version)
+        self.resolve_seconds = time.monotonic() - began
+        self._java, self._classpath = java, f"{libs}{os.sep}*"
+
+    def _prepare_launch(self, deadline: float) -> None:
+        self._prepare_run_dir()
+        self._open_log()
+        self._format_if_new(self._java, self._classpath, deadline)
+
+    def _command(self) -> list[str]:
+        return [self._java, "-Xms256m", "-Xmx512m", "-XX:+ExitOnOutOfMemoryError",
+                "-Djava.awt.headless=true", "-Dlog4j2.shutdownHookEnabled=false",
+                f"-Dlog4j2.configurationFile={self._run_dir / 'log4j2.properties'}",
+                "-cp", self._classpath, "kafka.Kafka", str(self._run_dir / "server.properties")]
+
+    def _popen_options(self) -> dict:
+        return {"cwd": self._run_dir}
+
+    def _launch_error(self, exc: OSError) -> Exception:
+        return KafkaToolsMissing(f"cannot run {self._java}: {exc}; install Java: {INSTALL_HINT}")
+
+    def _port_lost_in(self, log_tail: str) -> int | None:
+        if "Address already in use" not in log_tail:
+            return None
+        taken = re.search(rf":{self.controller_port}\b.*Address already in use", log_tail)
+        return self.controller_port if taken else self.port
+
+    def _port_in_use_message(self, port: int) -> str:
+        if port == self.port:
+            return super()._port_in_use_message(port)
+        return (f"the Kafka controller port {port} on {self.host} was taken by another process "
+                "during startup — try again")
+
+    # -- the run directory and the storage --
 
     def _prepare_run_dir(self) -> None:
         if self.data_dir is not None:
@@ -465,88 +425,3 @@ class ApacheKafkaBroker:
             raise KafkaBrokerError(f"formatting the Kafka storage in {self._run_dir} failed (exit code "
                                    f"{result.returncode}):\n" + "\n".join(output))
         self.format_seconds = time.monotonic() - started
-
-    def _wait_until_accepting(self, deadline: float) -> None:
-        while True:
-            self._raise_if_exited()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise KafkaBrokerError(f"Apache Kafka did not accept connections on {self.bootstrap} "
-                                       f"in time{self._log_tail()}")
-            try:
-                wait_until_accepting(self.host, self.port, timeout=min(remaining, 0.25))
-                return
-            except TimeoutError:
-                pass
-
-    def _wait_until_answering(self, deadline: float) -> None:
-        # The cluster id check proves the answer comes from our broker, not from
-        # something that grabbed the port between our free-port check and its bind.
-        while True:
-            self._raise_if_exited()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise KafkaBrokerError(f"Apache Kafka on {self.bootstrap} did not answer a metadata "
-                                       f"request in time{self._log_tail()}")
-            try:
-                if wait_for_broker(self.bootstrap, timeout=min(remaining, 2.0)) == self.cluster_id:
-                    return
-            except BrokerUnreachable:
-                pass
-            time.sleep(_POLL_INTERVAL)
-
-    def _raise_if_exited(self) -> None:
-        if self._process.poll() is None:
-            return
-        tail = self._log_tail()
-        if "Address already in use" in tail:  # lost a race for a port
-            taken = re.search(rf":{self.controller_port}\b.*Address already in use", tail)
-            port = self.controller_port if taken else self.port
-            raise KafkaBrokerError(self._port_in_use_message(port) + tail)
-        raise KafkaBrokerError(f"Apache Kafka exited during startup (exit code "
-                               f"{self._process.returncode}){tail}")
-
-    # -- helpers --
-
-    @staticmethod
-    def _signal_group(process: subprocess.Popen, sig: int) -> None:
-        try:
-            os.killpg(process.pid, sig)  # pgid == pid thanks to start_new_session
-        except ProcessLookupError:
-            pass
-
-    def _port_in_use_message(self, port: int) -> str:
-        if port == self.port:
-            return (f"port {port} on {self.host} is already in use — stop whatever is using it "
-                    "or pass --broker-port with another port")
-        return (f"the Kafka controller port {port} on {self.host} was taken by another process "
-                "during startup — try again")
-
-    def _open_log(self) -> None:
-        if self.log_file is not None:
-            self.log_file.parent.mkdir(parents=True, exist_ok=True)
-            self._log_path, self._owns_log = self.log_file, False
-        else:
-            fd, name = tempfile.mkstemp(prefix="servicewatch-kafka-", suffix=".log")
-            os.close(fd)
-            self._log_path, self._owns_log = Path(name), True
-        self._log_handle = open(self._log_path, "ab")
-        self._log_offset = self._log_handle.tell()  # error tails show this start's lines only
-
-    def _close_log(self) -> None:
-        if self._log_handle is not None:
-            self._log_handle.close()
-            self._log_handle = None
-        if self._owns_log and self._log_path is not None:
-            self._log_path.unlink(missing_ok=True)
-            self._log_path = None
-
-    def _log_tail(self) -> str:
-        try:
-            with open(self._log_path, "rb") as handle:
-                handle.seek(self._log_offset)
-                text = handle.read().decode(errors="replace")
-        except (OSError, TypeError):
-            return ""
-        lines = text.strip().splitlines()[-_LOG_TAIL_LINES:]
-        return ("\n--- last lines of the broker log ---\n" + "\n".join(lines)) if lines else ""

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaTimeoutError
 
 from streams.embedded_broker import free_port, port_is_free
 from streams.kafka_broker import (KAFKA_VERSION, ApacheKafkaBroker, KafkaBrokerError,
                                   KafkaToolsMissing, find_java, resolve_kafka_jars)
 from streams.topics import TopicSpec, ensure_topics
+from tests.integration.broker_checks import (check_compacted_topic_config_reads_back,
+                                             check_creates_requested_partitions_then_nothing,
+                                             check_keyed_messages_round_trip, check_stopped,
+                                             check_up_on_loopback, consume_all, process_exists,
+                                             produce, unique_topic)
 
 pytestmark = pytest.mark.broker
 
@@ -51,10 +54,6 @@ def kafka(kafka_libs, tmp_path_factory):
         yield running
 
 
-def unique_topic(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -62,47 +61,8 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def produce(bootstrap: str, topic: str, messages: dict[bytes, bytes]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap)
-    try:
-        for key, value in messages.items():
-            producer.send(topic, key=key, value=value)
-        producer.flush(timeout=10)
-    finally:
-        producer.close()
-
-
-def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list:
-    """Every record of `topic` from the beginning, by assignment (no consumer group)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             auto_offset_reset="earliest")
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        records = []
-        deadline = time.monotonic() + timeout
-        while len(records) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-        return records
-    finally:
-        consumer.close()
-
-
 def test_broker_is_up_on_loopback(kafka):
-    assert kafka.running and kafka.pid
-    assert kafka.bootstrap == f"127.0.0.1:{kafka.port}"
-    assert kafka.url == f"kafka://127.0.0.1:{kafka.port}"
-    assert not port_is_free("127.0.0.1", kafka.port)
+    check_up_on_loopback(kafka)
     assert not port_is_free("127.0.0.1", kafka.controller_port)
     print(f"\nApache Kafka {kafka.version}: format {kafka.format_seconds:.2f}s, accepting after "
           f"{kafka.startup_seconds:.2f}s, metadata answered after {kafka.ready_seconds:.2f}s, "
@@ -115,44 +75,15 @@ def test_a_second_broker_on_the_same_port_is_refused_clearly(kafka):
 
 
 def test_ensure_topics_creates_requested_partitions_then_nothing(kafka):
-    topic = unique_topic("events")
-    specs = [TopicSpec(topic, partitions=4)]
-
-    assert ensure_topics(kafka.bootstrap, specs) == [topic]
-
-    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap)
-    try:
-        assert consumer.partitions_for_topic(topic) == {0, 1, 2, 3}
-    finally:
-        consumer.close()
-    again = ensure_topics(kafka.bootstrap, specs)
-    assert again == [] and again.warnings == []
+    check_creates_requested_partitions_then_nothing(kafka.bootstrap)
 
 
 def test_keyed_messages_round_trip(kafka):
-    topic = unique_topic("roundtrip")
-    ensure_topics(kafka.bootstrap, [TopicSpec(topic, partitions=4)])
-    sent = {f"service-{i}".encode(): f"event-{i}".encode() for i in range(10)}
-
-    produce(kafka.bootstrap, topic, sent)
-    records = consume_all(kafka.bootstrap, topic, expected=len(sent))
-
-    assert {record.key: record.value for record in records} == sent
-    assert len(records) == len(sent)
-    assert len({record.partition for record in records}) > 1  # keys spread over partitions
+    check_keyed_messages_round_trip(kafka.bootstrap)
 
 
 def test_compacted_topic_config_reads_back(kafka):
-    topic = unique_topic("changelog")
-    ensure_topics(kafka.bootstrap, [TopicSpec(topic, partitions=2, configs={"cleanup.policy": "compact"})])
-
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
-    try:
-        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)],
-                                           config_filter="all")
-    finally:
-        admin.close()
-    assert described["topic"][topic]["cleanup.policy"]["value"] == "compact"
+    check_compacted_topic_config_reads_back(kafka.bootstrap, prefix="changelog")
 
 
 def test_topics_are_not_auto_created(kafka):
@@ -180,9 +111,7 @@ def test_stop_frees_the_port_ends_the_process_and_removes_its_temp_dir(kafka_lib
     broker.stop()
     print(f"\nstop took {time.monotonic() - started:.2f}s")
 
-    assert not broker.running and broker.pid is None
-    assert not process_exists(pid)
-    assert port_is_free("127.0.0.1", port)
+    check_stopped(broker, pid, port)
     assert not run_dir.exists()
     broker.stop()  # idempotent
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
-from streams.embedded_broker import (EmbeddedBroker, EmbeddedBrokerError, find_tansu_binary,
-                                     free_port, port_is_free)
+from streams.embedded_broker import EmbeddedBroker, EmbeddedBrokerError, find_tansu_binary, free_port
 import streams.topics as topics_module
 from streams.topics import (BrokerUnreachable, TopicCreationRefused, TopicSpec, ensure_topics,
                             parse_broker_url)
+from tests.integration.broker_checks import (check_compacted_topic_config_reads_back,
+                                             check_creates_requested_partitions_then_nothing,
+                                             check_keyed_messages_round_trip, check_stopped,
+                                             check_up_on_loopback, unique_topic)
 
 needs_broker = pytest.mark.broker
 
@@ -25,92 +24,26 @@ def broker():
         yield running
 
 
-def unique_topic(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-    return result
-
-
 @needs_broker
 def test_broker_is_up_on_loopback(broker):
-    assert broker.running and broker.pid
-    assert broker.bootstrap == f"127.0.0.1:{broker.port}"
-    assert broker.url == f"kafka://127.0.0.1:{broker.port}"
-    assert not port_is_free("127.0.0.1", broker.port)
+    check_up_on_loopback(broker)
     print(f"\nTansu: accepting after {broker.startup_seconds * 1000:.1f} ms, "
           f"metadata answered after {broker.ready_seconds * 1000:.1f} ms")
 
 
 @needs_broker
 def test_ensure_topics_creates_requested_partitions_then_nothing(broker):
-    topic = unique_topic("events")
-    specs = [TopicSpec(topic, partitions=4)]
-
-    assert ensure_topics(broker.bootstrap, specs) == [topic]
-
-    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap)
-    try:
-        assert consumer.partitions_for_topic(topic) == {0, 1, 2, 3}
-    finally:
-        consumer.close()
-    again = ensure_topics(broker.bootstrap, specs)
-    assert again == [] and again.warnings == []
+    check_creates_requested_partitions_then_nothing(broker.bootstrap)
 
 
 @needs_broker
 def test_keyed_messages_round_trip(broker):
-    topic = unique_topic("roundtrip")
-    ensure_topics(broker.bootstrap, [TopicSpec(topic, partitions=4)])
-    sent = {f"service-{i}".encode(): f"event-{i}".encode() for i in range(10)}
-
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
-    try:
-        for key, value in sent.items():
-            producer.send(topic, key=key, value=value)
-        producer.flush(timeout=10)
-    finally:
-        producer.close()
-
-    # Manual assignment, no group: Tansu holds group joins for half the session timeout.
-    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False)
-    consumer.assign([TopicPartition(topic, p) for p in range(4)])
-    received: dict[bytes, bytes] = {}
-    used_partitions: set[int] = set()
-
-    def all_received():
-        for tp, records in consumer.poll(timeout_ms=200).items():
-            used_partitions.add(tp.partition)
-            received.update((r.key, r.value) for r in records)
-        return len(received) >= len(sent)
-
-    try:
-        wait_for(all_received, timeout=15, what="10 messages")
-    finally:
-        consumer.close()
-    assert received == sent
-    assert len(used_partitions) > 1  # keys were spread over partitions
+    check_keyed_messages_round_trip(broker.bootstrap)
 
 
 @needs_broker
 def test_topic_configs_are_applied(broker):
-    topic = unique_topic("compacted")
-    ensure_topics(broker.bootstrap, [TopicSpec(topic, 2, {"cleanup.policy": "compact"})])
-
-    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
-    try:
-        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)],
-                                           config_filter="all")
-    finally:
-        admin.close()
-    assert described["topic"][topic]["cleanup.policy"]["value"] == "compact"
+    check_compacted_topic_config_reads_back(broker.bootstrap, prefix="compacted")
 
 
 @needs_broker
@@ -149,10 +82,7 @@ def test_stop_frees_the_port_and_ends_the_process():
     broker.stop()
     broker.stop()  # idempotent
 
-    assert not broker.running and broker.pid is None
-    assert port_is_free("127.0.0.1", port)
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    check_stopped(broker, pid, port)
 
 
 class RefusingAdmin:
