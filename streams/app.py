@@ -16,6 +16,7 @@ from prometheus_client.exposition import choose_encoder
 
 from streams.collector import PromiseStateCollector
 from streams.deadletters import dead_letter
+from streams.ingest import install_ingest
 from streams.metrics import Instruments, TeamLabels
 from streams.processor import EventProcessor
 from streams.progress import ConsumerProgress
@@ -85,6 +86,8 @@ class Monitor:
             return web.bytes(encoder(registry), headers={"Content-Type": content_type})
 
         app.page("/metrics")(metrics_page)
+        install_ingest(app, self.events_topic, token=settings.ingest_token,
+                       max_bytes=settings.ingest_max_bytes, registry=registry)
         # Partition state may only be restored from the tables once Faust has
         # recovered them: between a rebalance and the end of recovery the sweep
         # waits. (Faust has no single flag covering that whole window.)

@@ -19,6 +19,12 @@ Start here:
   servicewatch worker      a worker against your Kafka cluster
   servicewatch simulate    realistic traffic into a topic, for demos and load tests
 
+Emitting events from your systems (Python, HTTP POST /events on a worker, any Kafka client):
+  servicewatch emit        send one event from flags or JSON
+  servicewatch replay      backfill a JSONL file, each event stamped with its own time
+  servicewatch validate    check a JSONL file line by line, as a worker would
+  servicewatch schema      the JSON Schemas every emitter must follow
+
 Settings come from flags or SERVICEWATCH_* environment variables
 (SERVICEWATCH_BROKER, SERVICEWATCH_TOPIC, SERVICEWATCH_WEB_PORT, ...).
 """
@@ -68,7 +74,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     fields = {
         name: getattr(args, name)
         for name in ("broker", "topic", "partitions", "web_port", "web_host", "grace_seconds",
-                     "at_risk_seconds", "log_level")
+                     "at_risk_seconds", "log_level", "ingest_token", "ingest_max_bytes")
         if hasattr(args, name)
     }
     return replace(Settings(), **fields)
@@ -111,6 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
         "/metrics. Start more workers with the same settings to share the partitions.",
     )
     _add_worker_options(worker)
+    worker.add_argument(
+        "--ingest-token", default=Settings().ingest_token, metavar="TOKEN",
+        help="require 'Authorization: Bearer TOKEN' on POST /events, the HTTP ingest (default: "
+        "none, the endpoint is open; env SERVICEWATCH_INGEST_TOKEN, which is preferable: "
+        "command lines are visible to other users in ps)",
+    )
+    worker.add_argument(
+        "--ingest-max-bytes", type=int, default=Settings().ingest_max_bytes, metavar="BYTES",
+        help="largest request body POST /events takes; bigger ones get 413 "
+        f"(default: {defaults.DEFAULT_INGEST_MAX_BYTES}; env SERVICEWATCH_INGEST_MAX_BYTES)",
+    )
 
     simulate = commands.add_parser(
         "simulate", help="send realistic simulated traffic to a topic",
@@ -124,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--late-share", type=float, default=0.15, help="share of promises delivered late (default: 0.15)")
     simulate.add_argument("--never-share", type=float, default=0.05, help="share of promises never delivered (default: 0.05)")
     simulate.add_argument("--seed", type=int, default=None, help="random seed, for repeatable traffic")
+
+    from streams.emit_commands import add_commands as add_emit_commands
+
+    add_emit_commands(commands)
     return parser
 
 
@@ -148,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
             from streams.local_stack import run_local_stack
 
             run_local_stack(args, _settings_from(args))
+        elif args.command in ("emit", "replay", "validate", "schema"):
+            from streams.emit_commands import run as run_emit_command
+
+            return run_emit_command(args)
         return 0
     return 1
 

@@ -10,6 +10,7 @@ DEFAULT_BROKER = "kafka://127.0.0.1:9092"
 DEFAULT_TOPIC = "servicewatch.events"
 DEFAULT_PARTITIONS = 8
 DEFAULT_WEB_PORT = 6066
+DEFAULT_INGEST_MAX_BYTES = 1024 * 1024
 
 
 def env(name: str, default: str) -> str:
@@ -32,6 +33,9 @@ class Settings:
     )
     # Prometheus labels must stay bounded, whatever emitters send.
     max_teams: int = field(default_factory=lambda: int(env("MAX_TEAMS", "200")))
+    # POST /events: a bearer token to require (unset or empty: open) and a body size limit.
+    ingest_token: str | None = field(default_factory=lambda: env("INGEST_TOKEN", "") or None, repr=False)
+    ingest_max_bytes: int = field(default_factory=lambda: int(env("INGEST_MAX_BYTES", str(DEFAULT_INGEST_MAX_BYTES))))
     sweep_interval: float = 0.2
     log_level: str = field(default_factory=lambda: env("LOG_LEVEL", "warning"))
 
