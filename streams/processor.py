@@ -36,7 +36,7 @@ class EventProcessor:
         self, partition: int, offset: int, timestamp: float, key: bytes | None, value: bytes | None
     ) -> Rejection | None:
         state = self.states.get(partition)
-        state.clock.observe(min(timestamp, time.time() + MAX_FUTURE_SKEW_SECONDS))
+        known_at = state.clock.observe(min(timestamp, time.time() + MAX_FUTURE_SKEW_SECONDS))
         state.next_offset = offset + 1
         try:
             event = decode_event(value if value is not None else b"")
@@ -54,7 +54,7 @@ class EventProcessor:
             return None
         self.states.remember_event(state, event.event_id)
         self.instruments.by_type[event.type].inc()
-        self._apply(state, event, timestamp)
+        self._apply(state, event, known_at)
         self.states.persist(state)
         return None
 

@@ -19,10 +19,17 @@ class PartitionClock:
         self._last_record_at: float | None = None
         self._caught_up_at: float | None = None
 
-    def observe(self, record_timestamp: float) -> None:
-        """A record stamped ``record_timestamp`` has been processed."""
+    def observe(self, record_timestamp: float) -> float:
+        """A record stamped ``record_timestamp`` has been read; returns when it became known.
+
+        That is the highest timestamp read so far: a record placed in the log after a
+        later-stamped one (producers whose clocks disagree) was not known before it.
+        Judging by this, never by the raw timestamp, keeps outcomes independent of
+        when sweeps happen to run.
+        """
         if self._last_record_at is None or record_timestamp > self._last_record_at:
             self._last_record_at = record_timestamp
+        return self._last_record_at
 
     def caught_up(self, at: float) -> None:
         """Everything in the partition was processed as of a fetch answered ``at``."""

@@ -204,8 +204,8 @@ class PromiseBook:
             self._dirty.add(promise_id)
             heapq.heappush(self._forget_at, (self._forget_time(parked), promise_id))
             return []
-        if record.delivered_at is not None:
-            return []  # already delivered: a repeat changes nothing
+        if record.ended_as is not None and record.delivered_at is not None:
+            return []  # ended and delivered: a repeat changes nothing
         return self._judge_delivery(record, delivered_at, known_at)
 
     def expire(self, now: float) -> list[Change]:
@@ -218,8 +218,11 @@ class PromiseBook:
             if record is None or record.ended_as is not None or record.due_at != due_at:
                 continue
             self._end(record, MISSED)
-            self.overdue_count[record.labels] += 1
             changes.append(PromiseMissed(record, declared_at=now))
+            if record.delivered_at is None:
+                self.overdue_count[record.labels] += 1
+            else:  # delivered after its due time, before the deadline was certain
+                changes.append(self._late(record))
         self._forget_old(now)
         return changes
 
@@ -267,18 +270,30 @@ class PromiseBook:
         self, record: PromiseRecord, delivered_at: float, known_at: float
     ) -> list[Change]:
         due_at = record.due_at
+        deadline = due_at + self.grace
+        if record.ended_as is not None:
+            # Missed earlier, delivered now: no longer overdue.
+            self._remember_delivery(record, delivered_at, known_at)
+            self.overdue_count[record.labels] -= 1
+            return [self._late(record)]
+        if delivered_at <= due_at and known_at <= deadline:
+            self._remember_delivery(record, delivered_at, known_at)
+            self._end(record, ON_TIME)
+            return [PromiseKept(record, margin_seconds=due_at - delivered_at)]
+        if record.delivered_at is None:
+            self._remember_delivery(record, delivered_at, known_at)
+        if known_at > deadline:
+            # The partition's time is past the deadline: no keeping delivery can come.
+            self._end(record, MISSED)
+            return [PromiseMissed(record, declared_at=known_at), self._late(record)]
+        # Delivered after the due time, but the deadline has not passed: another
+        # delivery may still keep it. The sweep ends it, and counts this one late.
+        return []
+
+    def _remember_delivery(self, record: PromiseRecord, delivered_at: float, known_at: float) -> None:
         record.delivered_at = delivered_at
         record.delivery_known_at = known_at
         self._dirty.add(record.promise_id)
-        if record.ended_as is None:
-            if delivered_at <= due_at and known_at <= due_at + self.grace:
-                self._end(record, ON_TIME)
-                return [PromiseKept(record, margin_seconds=due_at - delivered_at)]
-            self._end(record, MISSED)
-            return [PromiseMissed(record, declared_at=known_at), self._late(record)]
-        # Missed earlier, delivered now: no longer overdue.
-        self.overdue_count[record.labels] -= 1
-        return [self._late(record)]
 
     def _late(self, record: PromiseRecord) -> LateDelivery:
         self.totals.late_deliveries[record.labels] += 1
