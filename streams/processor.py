@@ -51,11 +51,16 @@ class EventProcessor:
             )
         if event.event_id in state.seen:
             self.instruments.duplicates.inc()
+            if isinstance(event, (Promise, Delivery)):
+                # Applied again all the same: the book ignores what it already has, and
+                # if a crash kept this id but lost the record it wrote, this restores it.
+                self._apply(state, event, known_at)
+                self.states.persist(state)
             return None
-        self.states.remember_event(state, event.event_id)
         self.instruments.by_type[event.type].inc()
         self._apply(state, event, known_at)
         self.states.persist(state)
+        self.states.remember_event(state, event.event_id)
         return None
 
     def sweep(self, state: PartitionState) -> None:

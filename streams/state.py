@@ -86,15 +86,19 @@ class PartitionStates:
             write_through(self._seen, state.partition, forgotten, None)
 
     def persist(self, state: PartitionState) -> None:
-        """Write what the book changed since the last call."""
-        upserts, deleted, totals = state.book.take_dirty()
+        """Write what the book changed since the last call.
+
+        The archive goes first: a crash before the deletions that follow it leaves
+        records the restore recognises as archived (see PromiseBook.take_dirty).
+        """
+        upserts, deleted, archive = state.book.take_dirty()
         partition = state.partition
+        if archive is not None:
+            write_through(self._totals, partition, str(partition), archive.to_dict())
         for record in upserts:
             write_through(self._promises, partition, record.promise_id, _stored(record, partition))
         for promise_id in deleted:
             write_through(self._promises, partition, promise_id, None)
-        if totals is not None:
-            write_through(self._totals, partition, str(partition), totals.to_dict())
 
     def _restore(self, partition: int) -> PartitionState:
         records = [
@@ -102,9 +106,9 @@ class PartitionStates:
             for value in self._promises.data.values()
             if value and value.get("partition") == partition
         ]
-        stored_totals = self._totals.data.get(str(partition))
-        totals = OutcomeTotals.from_dict(stored_totals) if stored_totals else None
-        book = PromiseBook.restore(records, totals, grace_seconds=self._grace)
+        stored_archive = self._totals.data.get(str(partition))
+        archive = OutcomeTotals.from_dict(stored_archive) if stored_archive else None
+        book = PromiseBook.restore(records, archive, grace_seconds=self._grace)
         seen = RecentEventIds(self._seen_capacity)
         for event_id, owner in list(self._seen.data.items()):
             if owner == partition:

@@ -86,24 +86,41 @@ Change = Union[PromiseKept, PromiseMissed, LateDelivery]
 
 
 class OutcomeTotals:
-    """Counts of ended promises and late deliveries, by label, for one partition."""
+    """Counts of ended promises and late deliveries, by label, for one partition.
 
-    __slots__ = ("outcomes", "late_deliveries")
+    Also used for the *archive*: the counts of records already forgotten, with
+    ``archived_through``, the latest forget time they had.
+    """
+
+    __slots__ = ("outcomes", "late_deliveries", "archived_through")
 
     def __init__(self) -> None:
         self.outcomes: Counter[tuple[str, str, str, str]] = Counter()
         self.late_deliveries: Counter[Labels] = Counter()
+        self.archived_through: float | None = None
+
+    def count(self, record: "PromiseRecord") -> None:
+        """Add what an ended record contributes."""
+        team, kind, audience = record.labels
+        self.outcomes[(team, kind, audience, record.ended_as)] += 1
+        if record.ended_as == MISSED and record.delivered_at is not None:
+            self.late_deliveries[record.labels] += 1
+
+    def copy(self) -> "OutcomeTotals":
+        return OutcomeTotals.from_dict(self.to_dict())
 
     def to_dict(self) -> dict:
         # '|' cannot occur in a team, kind or audience (schemas forbid it).
         return {
             "outcomes": {"|".join(k): v for k, v in self.outcomes.items()},
             "late_deliveries": {"|".join(k): v for k, v in self.late_deliveries.items()},
+            "archived_through": self.archived_through,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> "OutcomeTotals":
         totals = cls()
+        totals.archived_through = data.get("archived_through")
         for key, value in data.get("outcomes", {}).items():
             team, kind, audience, outcome = key.split("|")
             totals.outcomes[(team, kind, audience, outcome)] = value
@@ -119,6 +136,11 @@ class PromiseBook:
     Every method returns the outcome changes it caused; the records it touched are
     collected until :meth:`take_dirty` so the caller can persist exactly those. Each
     promise ends once: repeated or redelivered events change nothing.
+
+    The totals are never persisted on their own: they are the archive (counts of
+    records forgotten after retention) plus what the stored records say. So one
+    event's outcome is one record write, and a crash can never leave a record and
+    a separately stored total disagreeing.
     """
 
     def __init__(
@@ -129,6 +151,7 @@ class PromiseBook:
         self.grace = grace_seconds
         self.retention = retention_seconds
         self.totals = OutcomeTotals()
+        self.archive = OutcomeTotals()
         self.open_count: Counter[Labels] = Counter()
         self.overdue_count: Counter[Labels] = Counter()
         self._records: dict[str, PromiseRecord] = {}
@@ -137,7 +160,7 @@ class PromiseBook:
         self._deadlines: list[tuple[float, str]] = []
         self._forget_at: list[tuple[float, str]] = []
         self._dirty: set[str] = set()
-        self._totals_dirty = False
+        self._archive_dirty = False
 
     # -- reading ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -204,8 +227,8 @@ class PromiseBook:
             self._dirty.add(promise_id)
             heapq.heappush(self._forget_at, (self._forget_time(parked), promise_id))
             return []
-        if record.ended_as is not None and record.delivered_at is not None:
-            return []  # ended and delivered: a repeat changes nothing
+        if not record.is_made or (record.ended_as is not None and record.delivered_at is not None):
+            return []  # parked already, or ended and delivered: a repeat changes nothing
         return self._judge_delivery(record, delivered_at, known_at)
 
     def expire(self, now: float) -> list[Change]:
@@ -228,7 +251,12 @@ class PromiseBook:
 
     # -- persistence -----------------------------------------------------------
     def take_dirty(self) -> tuple[list[PromiseRecord], list[str], OutcomeTotals | None]:
-        """Records changed since the last call, ids forgotten, and totals if changed."""
+        """Records changed since the last call, ids forgotten, and the archive if changed.
+
+        Persist the archive before deleting the forgotten records: a crash in between
+        leaves records whose forget time is within ``archived_through``, which
+        :meth:`restore` recognises as already archived.
+        """
         upserts, deleted = [], []
         for promise_id in self._dirty:
             record = self._records.get(promise_id)
@@ -237,22 +265,30 @@ class PromiseBook:
             else:
                 upserts.append(record)
         self._dirty.clear()
-        totals = self.totals if self._totals_dirty else None
-        self._totals_dirty = False
-        return upserts, deleted, totals
+        archive = self.archive if self._archive_dirty else None
+        self._archive_dirty = False
+        return upserts, deleted, archive
 
     @classmethod
     def restore(
         cls,
         records: Iterable[PromiseRecord],
-        totals: OutcomeTotals | None = None,
+        archive: OutcomeTotals | None = None,
         **settings: float,
     ) -> "PromiseBook":
-        """Rebuild a book from persisted records, e.g. after a restart or rebalance."""
+        """Rebuild a book from persisted records and archive, e.g. after a restart or rebalance."""
         book = cls(**settings)
-        if totals is not None:
-            book.totals = totals
+        if archive is not None:
+            book.archive = archive
+            book.totals = archive.copy()
+        horizon = book.archive.archived_through
         for record in records:
+            if horizon is not None and record.is_made and record.ended_as is not None \
+                    and book._forget_time(record) <= horizon:
+                book._dirty.add(record.promise_id)  # archived, deletion was lost: delete again
+                continue
+            if record.ended_as is not None:
+                book.totals.count(record)
             book._records[record.promise_id] = record
             if not record.is_made:
                 heapq.heappush(book._forget_at, (book._forget_time(record), record.promise_id))
@@ -297,7 +333,6 @@ class PromiseBook:
 
     def _late(self, record: PromiseRecord) -> LateDelivery:
         self.totals.late_deliveries[record.labels] += 1
-        self._totals_dirty = True
         lateness = record.delivered_at - record.due_at
         return LateDelivery(record, lateness_seconds=max(lateness, 0.0), reported_late=lateness <= 0)
 
@@ -306,7 +341,6 @@ class PromiseBook:
         self.open_count[record.labels] -= 1
         team, kind, audience = record.labels
         self.totals.outcomes[(team, kind, audience, outcome)] += 1
-        self._totals_dirty = True
         self._dirty.add(record.promise_id)
         heapq.heappush(self._forget_at, (self._forget_time(record), record.promise_id))
 
@@ -325,5 +359,9 @@ class PromiseBook:
                 continue  # a stale entry: the record was made or ended since
             if record.is_overdue:
                 self.overdue_count[record.labels] -= 1
+            if record.is_made:
+                self.archive.count(record)
+                self.archive.archived_through = max(self.archive.archived_through or when, when)
+                self._archive_dirty = True
             del self._records[promise_id]
             self._dirty.add(promise_id)

@@ -117,10 +117,10 @@ def test_restore_rebuilds_open_overdue_and_totals(book):
     book.make(promise("kept", due_at=200), known_at=0)
     book.deliver("kept", "c1", delivered_at=150, known_at=150)
     book.expire(now=300)
-    upserts, deleted, totals = book.take_dirty()
-    assert deleted == [] and totals is book.totals
+    upserts, deleted, archive = book.take_dirty()
+    assert deleted == [] and archive is None  # nothing forgotten yet: the records carry the totals
     restored = PromiseBook.restore(
-        [PromiseRecord.from_dict(r.to_dict()) for r in upserts], totals, grace_seconds=GRACE
+        [PromiseRecord.from_dict(r.to_dict()) for r in upserts], archive, grace_seconds=GRACE
     )
     labels = ("billing", "callback", "external")
     assert restored.open_count[labels] == 1
@@ -130,14 +130,21 @@ def test_restore_rebuilds_open_overdue_and_totals(book):
     assert missed.record.promise_id == "open"
 
 
-def test_ended_promises_are_forgotten_after_retention():
+def test_ended_promises_are_forgotten_after_retention_and_still_counted():
     book = PromiseBook(grace_seconds=GRACE, retention_seconds=100)
     book.make(promise(due_at=10), known_at=0)
     book.deliver("p1", "c1", delivered_at=5, known_at=5)
-    book.take_dirty()
+    book.make(promise("p2", due_at=500), known_at=0)
+    records = {r.promise_id: r for r in book.take_dirty()[0]}
     book.expire(now=200)
     assert book.get("p1") is None
-    assert book.take_dirty()[1] == ["p1"]
+    _, deleted, archive = book.take_dirty()
+    assert deleted == ["p1"] and archive.archived_through == 110
+    labels = ("billing", "callback", "external", ON_TIME)
+    # Restored from the archive and the records that remain, the count is unchanged ...
+    assert PromiseBook.restore([records["p2"]], archive, retention_seconds=100).totals.outcomes[labels] == 1
+    # ... and a crash between writing the archive and deleting p1 does not count p1 twice.
+    assert PromiseBook.restore(records.values(), archive, retention_seconds=100).totals.outcomes[labels] == 1
 
 
 def test_partition_clock_takes_the_later_of_records_and_caught_up_fetches():
