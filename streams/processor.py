@@ -60,7 +60,11 @@ class EventProcessor:
         self.instruments.by_type[event.type].inc()
         self._apply(state, event, known_at)
         self.states.persist(state)
-        self.states.remember_event(state, event.event_id)
+        # Promises and deliveries are idempotent through the book itself; only the
+        # timings of greetings and responses need their ids to survive a restart.
+        self.states.remember_event(
+            state, event.event_id, persist=not isinstance(event, (Promise, Delivery))
+        )
         return None
 
     def sweep(self, state: PartitionState) -> None:

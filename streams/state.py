@@ -80,9 +80,11 @@ class PartitionStates:
         for partition in partitions:
             self._states.pop(partition, None)
 
-    def remember_event(self, state: PartitionState, event_id: str) -> None:
-        write_through(self._seen, state.partition, event_id, state.partition)
-        for forgotten in state.seen.add(event_id):
+    def remember_event(self, state: PartitionState, event_id: str, persist: bool = True) -> None:
+        """Remember an event id; ``persist`` also keeps it across restarts (one more write)."""
+        if persist:
+            write_through(self._seen, state.partition, event_id, state.partition)
+        for forgotten in state.seen.add(event_id, persisted=persist):
             write_through(self._seen, state.partition, forgotten, None)
 
     def persist(self, state: PartitionState) -> None:

@@ -173,3 +173,10 @@ def test_due_by_counts_open_promises_due_soon_and_ignores_ended_ones(book):
     found = book.due_by(50.0)
     assert found == {("billing", "callback", "external"): 2, ("billing", "visit", "external"): 1}
     assert book.due_by(5.0) == {}
+
+
+def test_only_persisted_event_ids_are_reported_when_forgotten():
+    seen = RecentEventIds(capacity=1)
+    seen.add("memory-only", persisted=False)
+    assert seen.add("kept") == []  # nothing to delete from the table
+    assert seen.add("next") == ["kept"]
