@@ -60,11 +60,9 @@ class EventProcessor:
         self.instruments.by_type[event.type].inc()
         self._apply(state, event, known_at)
         self.states.persist(state)
-        # Promises and deliveries are idempotent through the book itself; only the
-        # timings of greetings and responses need their ids to survive a restart.
-        self.states.remember_event(
-            state, event.event_id, persist=not isinstance(event, (Promise, Delivery))
-        )
+        # Kept across restarts and rebalances for every type: the book alone would keep
+        # outcomes right, but the per-type event counts must not count a redelivery.
+        self.states.remember_event(state, event.event_id)
         return None
 
     def sweep(self, state: PartitionState) -> None:

@@ -121,9 +121,8 @@ def test_a_restarted_worker_restores_state_from_the_changelog_and_counts_nothing
     labels = dict(team="billing", kind="visit", audience="external")
     assert sample(registry2, "servicewatch_promise_outcomes_total", outcome="on_time", **labels) == 1
     assert sample(registry2, "servicewatch_promises_open", **labels) == 1
-    # A greeting's id survives the restart, so its timing is not observed twice; promises
-    # and deliveries need no stored id: the restored book ignores them.
-    assert sample(registry2, "servicewatch_events_duplicate_total") == 1
+    # Every id survives the restart: nothing is counted or observed twice.
+    assert sample(registry2, "servicewatch_events_duplicate_total") == 4
     assert sample(registry2, "servicewatch_greeting_seconds_count", channel="phone", **{
         "team": "billing", "audience": "external"}) == 0
     state = restarted.states.get(0)
