@@ -74,6 +74,7 @@ class Traffic(threading.Thread):
         self.failed: list[BaseException] = []
         self.error: BaseException | None = None
         self.started_at: float | None = None
+        self.acked_at: dict[tuple[int, int], float] = {}  # (partition, offset) -> epoch seconds
         self._stop_event = threading.Event()
         self._running = threading.Event()
         self._running.set()
@@ -128,9 +129,11 @@ class Traffic(threading.Thread):
         finally:
             producer.close(timeout=10)
 
-    def _acked(self, _metadata) -> None:
+    def _acked(self, metadata) -> None:
         with self._lock:
             self.acked += 1
+            # when the broker's acknowledgement was read: the record was appended before
+            self.acked_at[(metadata.partition, metadata.offset)] = time.time()
 
     def _failed(self, error: BaseException) -> None:
         with self._lock:
@@ -199,21 +202,34 @@ def wait_past(moment: float, margin: float = 1.0) -> None:
              "the last deadline to pass", interval=0.1)
 
 
-def changelog_outcomes(bootstrap: str, app_id: str) -> dict[tuple[int, str], str | None]:
-    """Each promise's ``ended_as`` as the workers persisted it in the promises changelog."""
-    latest: dict[bytes, bytes | None] = {}
+@dataclass(frozen=True)
+class Persisted:
+    """A promise as the workers persisted it in the promises changelog."""
+
+    outcome: str | None  # ended_as of the latest write
+    ended_written_at: float | None  # Kafka timestamp of the first write that ended it
+    delivery_known_at: float | None
+
+
+def changelog_outcomes(bootstrap: str, app_id: str) -> dict[tuple[int, str], Persisted]:
+    """Each promise as the workers persisted it, from its history in the promises changelog."""
+    history: dict[bytes, list[LoggedRecord]] = {}
     for record in read_topic(bootstrap, f"{app_id}-promises-changelog", timeout=60):
-        latest[record.key] = record.value
-    outcomes = {}
-    for value in latest.values():
-        if value is None:
-            continue
-        stored = json.loads(value)
+        history.setdefault(record.key, []).append(record)
+    persisted = {}
+    for writes in history.values():
+        writes.sort(key=lambda r: r.offset)
+        if writes[-1].value is None:
+            continue  # forgotten
+        stored = json.loads(writes[-1].value)
         record = stored["record"]
         if record.get("due_at") is None:
             continue  # a delivery whose promise never came
-        outcomes[(stored["partition"], record["promise_id"])] = record["ended_as"]
-    return outcomes
+        ended_at = next((w.timestamp for w in writes
+                         if w.value is not None and json.loads(w.value)["record"]["ended_as"]), None)
+        persisted[(stored["partition"], record["promise_id"])] = Persisted(
+            record["ended_as"], ended_at, record.get("delivery_known_at"))
+    return persisted
 
 
 # -- workers ---------------------------------------------------------------------------------------
@@ -259,6 +275,21 @@ class Fleet:
 
     def logs(self, lines: int = 30) -> str:
         return "".join(w.log_tail(lines) for w in self.workers)
+
+
+# Lines a worker logs every few milliseconds while the broker is away: left out of excerpts.
+_RECONNECT_NOISE = ("Unable connect to node", "Failed fetch messages", "Unable to update metadata",
+                    "Coordinator Request failed", "NodeNotReadyError")
+
+
+def log_excerpt(worker: WorkerProcess, lines: int = 60) -> str:
+    """The worker log's last ``lines`` lines that say something (reconnect noise left out)."""
+    try:
+        text = worker.log_path.read_text(errors="replace")
+    except OSError:
+        return ""
+    kept = [line[:400] for line in text.splitlines() if not any(n in line for n in _RECONNECT_NOISE)]
+    return f"\n--- worker log {worker.log_path}, reconnect noise left out ---\n" + "\n".join(kept[-lines:])
 
 
 def scrape_all(workers: Iterable[WorkerProcess]) -> list[Metrics]:
@@ -356,7 +387,10 @@ def totals_line(scraped: list[Metrics]) -> str:
 
 def settle_on_oracle(workers_now, oracle: OracleResult, partitions: int, timeout: float = 120.0,
                      hold: float = 3.0, context=lambda: "") -> list[Metrics]:
-    """Wait until the live workers' summed numbers equal the oracle's, then insist for ``hold`` s."""
+    """Wait until the live workers' summed numbers equal the oracle's, then insist for ``hold`` s.
+
+    ``context()`` is added to a failure's message (what happened, per-promise evidence, logs).
+    """
     last: dict[str, list[str]] = {}
 
     def agree():
@@ -366,7 +400,7 @@ def settle_on_oracle(workers_now, oracle: OracleResult, partitions: int, timeout
 
     def explain():
         return ("\n--- still different from the oracle ---\n  " + "\n  ".join(last.get("problems", []))
-                + f"\n--- oracle ---\n  {oracle.summary()}" + context())
+                + f"\n--- oracle ---\n  {oracle.summary()}\n" + context())
 
     scraped = wait_for(agree, timeout, "the workers' totals to equal the oracle's", explain, interval=0.5)
     hold_until = time.monotonic() + hold
@@ -378,9 +412,21 @@ def settle_on_oracle(workers_now, oracle: OracleResult, partitions: int, timeout
     return scraped
 
 
-def per_promise_differences(persisted: dict[tuple[int, str], str | None], oracle: OracleResult,
-                            records: list[LoggedRecord]) -> list[str]:
-    """Promises whose persisted outcome differs from the oracle's, each with its evidence."""
+def explain_differences(bootstrap: str, app_id: str, oracle: OracleResult,
+                        records: list[LoggedRecord], acked_at: dict | None = None) -> str:
+    """The per-promise differences from the oracle, for a failure message."""
+    try:
+        differences = per_promise_differences(changelog_outcomes(bootstrap, app_id), oracle, records,
+                                              acked_at)
+    except AssertionError as error:  # the changelog could not be read: say so, keep the rest
+        return f"--- promises changelog unreadable: {error}\n"
+    return "--- promises persisted otherwise than the oracle ---\n  " + "\n  ".join(differences) + "\n"
+
+
+def per_promise_differences(persisted: dict[tuple[int, str], Persisted], oracle: OracleResult,
+                            records: list[LoggedRecord], acked_at: dict | None = None) -> list[str]:
+    """Promises whose persisted outcome differs from the oracle's, each with its evidence: when
+    its deliveries were stamped and when the worker wrote the outcome, relative to the due time."""
     deliveries: dict[str, list[LoggedRecord]] = {}
     for record in records:
         try:
@@ -391,14 +437,30 @@ def per_promise_differences(persisted: dict[tuple[int, str], str | None], oracle
             deliveries.setdefault(body.get("promise_id"), []).append(record)
     differences = []
     for key, verdict in sorted(oracle.verdicts.items()):
-        got = persisted.get(key)
+        stored = persisted.get(key)
+        got = stored.outcome if stored else None
         want = None if verdict.outcome == "open" else verdict.outcome
-        if got != want:
-            evidence = ", ".join(
-                f"delivery p{r.partition}@{r.offset} stamped {r.timestamp - verdict.due_at:+.3f}s "
-                f"after due (grace {GRACE:g}s)" for r in deliveries.get(key[1], []))
-            differences.append(f"{key}: persisted {got}, oracle {want}; {evidence or 'no delivery'}")
+        if got == want:
+            continue
+        due = verdict.due_at
+        evidence = []
+        for r in deliveries.get(key[1], []):
+            acked = (acked_at or {}).get((r.partition, r.offset))
+            evidence.append(
+                f"delivery p{r.partition}@{r.offset} occurred "
+                f"{_iso_seconds(json.loads(r.value)['occurred_at']) - due:+.3f}s, stamped "
+                f"{r.timestamp - due:+.3f}s" + (f", acknowledged {acked - due:+.3f}s" if acked else ""))
+        if stored and stored.ended_written_at is not None:
+            evidence.append(f"outcome written {stored.ended_written_at - due:+.3f}s")
+        if stored and stored.delivery_known_at is not None:
+            evidence.append(f"delivery known to the worker {stored.delivery_known_at - due:+.3f}s")
+        differences.append(f"{key}: persisted {got}, oracle {want} (times after due, grace "
+                           f"{GRACE:g}s; due at {due:.3f}): " + "; ".join(evidence or ["no delivery"]))
     extra = set(persisted) - set(oracle.verdicts)
     if extra:
         differences.append(f"persisted promises the oracle does not know: {sorted(extra)[:10]}")
     return differences
+
+
+def _iso_seconds(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()

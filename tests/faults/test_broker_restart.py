@@ -16,13 +16,16 @@ import pytest
 
 from streams.embedded_broker import free_port
 from streams.kafka_broker import ApacheKafkaBroker, KafkaToolsMissing, find_java, resolve_kafka_jars
+from streams.topics import TopicSpec, ensure_topics
 from tests.faults.support import (
     PARTITION_TIME,
     Fleet,
     Traffic,
     changelog_outcomes,
+    explain_differences,
     judged,
     last_deadline,
+    log_excerpt,
     per_promise_differences,
     read_topic,
     settle_on_oracle,
@@ -72,6 +75,14 @@ def test_a_worker_recovers_by_itself_from_a_broker_restart(kafka_on_disk, tmp_pa
         story.append(f"[{time.monotonic() - began:6.1f}s] {line}")
 
     fleet = Fleet(broker.url, unique_name("events"), unique_name("sw-restart"), tmp_path, PARTITIONS)
+    # Emitters hold their events while Kafka is away and send them when it is back, stamped
+    # (CreateTime) before they reached it: the oracle, reading only the log, could not tell
+    # them from events that arrived in time. With LogAppendTime, the log's timestamps are
+    # when each event reached Kafka, which is what PRODUCT.md's rule means.
+    ensure_topics(broker.bootstrap, [
+        TopicSpec(fleet.topic, PARTITIONS, {"message.timestamp.type": "LogAppendTime"}),
+        TopicSpec(f"{fleet.topic}.dlq", PARTITIONS),
+    ])
     try:
         (worker,) = fleet.start(1)
         worker.wait_until_caught_up(timeout=90)
@@ -85,7 +96,7 @@ def test_a_worker_recovers_by_itself_from_a_broker_restart(kafka_on_disk, tmp_pa
         before = traffic.acked
         broker.stop()
         stopped_at = time.time()
-        say(f"broker stopped under worker pid {worker.pid}; {before} events in the log")
+        say(f"broker stopped at {stopped_at:.3f} under worker pid {worker.pid}; {before} events in the log")
         # Promises made in the last seconds fall due while the broker is away.
         wait_for(lambda: time.time() > stopped_at + OUTAGE_SECONDS, OUTAGE_SECONDS + 5,
                  "the outage to last", interval=0.2)
@@ -93,7 +104,8 @@ def test_a_worker_recovers_by_itself_from_a_broker_restart(kafka_on_disk, tmp_pa
         broker.start(timeout=90)
         restarted_at = time.time()
         traffic.resume()
-        say(f"broker back on the same port after {restarted_at - stopped_at:.1f}s; traffic resumed")
+        say(f"broker back on the same port at {restarted_at:.3f}, after {restarted_at - stopped_at:.1f}s; "
+            "traffic resumed")
 
         # Recovered by itself: every partition's time moves past the restart.
         wait_for(lambda: (times := partition_times(worker)) and len(times) == PARTITIONS
@@ -110,8 +122,11 @@ def test_a_worker_recovers_by_itself_from_a_broker_restart(kafka_on_disk, tmp_pa
         assert len(records) == traffic.acked
         wait_past(last_deadline(judged(records)))
         oracle = judged(records)
-        scraped = settle_on_oracle(fleet.live, oracle, PARTITIONS, timeout=120,
-                                   context=lambda: "\n".join(story) + worker.log_tail(40))
+        scraped = settle_on_oracle(
+            fleet.live, oracle, PARTITIONS, timeout=120,
+            context=lambda: (explain_differences(broker.bootstrap, fleet.app_id, oracle, records,
+                                                 traffic.acked_at)
+                             + "\n".join(story) + log_excerpt(worker)))
         say(f"worker agrees with the oracle: {totals_line(scraped)}")
         persisted = changelog_outcomes(broker.bootstrap, fleet.app_id)
         differences = per_promise_differences(persisted, oracle, records)

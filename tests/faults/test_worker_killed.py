@@ -37,6 +37,7 @@ from tests.faults.support import (
     Traffic,
     changelog_outcomes,
     counts,
+    explain_differences,
     holdings,
     judged,
     last_deadline,
@@ -120,8 +121,10 @@ def test_two_workers_one_killed_sum_to_the_oracle(killed_run, broker):
     run = killed_run
     fleet = run.fleet
     began = time.monotonic()
-    scraped = settle_on_oracle(fleet.live, run.oracle, PARTITIONS, timeout=120,
-                               context=lambda: "\n".join(run.story) + fleet.logs(20))
+    scraped = settle_on_oracle(
+        fleet.live, run.oracle, PARTITIONS, timeout=120,
+        context=lambda: (explain_differences(broker.bootstrap, fleet.app_id, run.oracle, run.records)
+                         + "\n".join(run.story) + fleet.logs(20)))
     run.story.append(f"live workers agree with the oracle after {time.monotonic() - began:.1f}s: "
                      f"{totals_line(scraped)}")
     run.live_outcomes = {"outcomes": counts(scraped, OUTCOMES, True), "late": counts(scraped, LATE)}
@@ -130,7 +133,7 @@ def test_two_workers_one_killed_sum_to_the_oracle(killed_run, broker):
     differences = per_promise_differences(persisted, run.oracle, run.records)
     assert not differences, ("promises the workers persisted otherwise than the oracle:\n  "
                              + "\n  ".join(differences) + "\n" + "\n".join(run.story))
-    missed = {key for key, outcome in persisted.items() if outcome == "missed"}
+    missed = {key for key, stored in persisted.items() if stored.outcome == "missed"}
     assert missed == run.oracle.missed
     run.story.append(f"per promise, the promises changelog matches the oracle "
                      f"({len(run.oracle.on_time)} on time, {len(missed)} missed)")
@@ -148,8 +151,10 @@ def test_a_replay_by_a_new_group_reaches_the_same_numbers(killed_run, broker, tm
     began = time.monotonic()
     try:
         (worker,) = replay.start(1)
-        scraped = settle_on_oracle(replay.live, run.oracle, PARTITIONS, timeout=120,
-                                   context=lambda: replay.logs(30))
+        scraped = settle_on_oracle(
+            replay.live, run.oracle, PARTITIONS, timeout=120,
+            context=lambda: (explain_differences(broker.bootstrap, replay.app_id, run.oracle, run.records)
+                             + replay.logs(30)))
         took = time.monotonic() - began
         if run.live_outcomes is not None:
             assert counts(scraped, OUTCOMES, True) == run.live_outcomes["outcomes"]
