@@ -1,4 +1,4 @@
-"""The interaction events servicewatch consumes: one envelope, four event types.
+"""The interaction events servicewatch consumes: one envelope, nine event types.
 
 Every event shares the envelope fields; `type` selects the model (a discriminated union), so a
 decoder dispatches on one key instead of trying each model in turn. The models are immutable
@@ -111,7 +111,7 @@ def _require_type_in_schema(schema: dict[str, Any]) -> None:
 
 
 class Envelope(BaseModel):
-    """Fields common to every event. Not an event on its own: see the four event models."""
+    """Fields common to every event. Not an event on its own: see the event models below."""
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, json_schema_extra=_require_type_in_schema
@@ -166,6 +166,7 @@ class Greeting(Envelope):
     contact_at: Timestamp = Field(
         description="When the customer reached out; not after occurred_at. ISO 8601 with offset."
     )
+    priority: Priority | None = Field(default=None, description="Urgency of the contact, if known.")
 
     _check_contact_at = field_validator("contact_at")(_not_after_occurred_at)
 
@@ -200,10 +201,69 @@ class Delivery(Envelope):
     promise_id: Identifier = Field(description="Id of the promise this delivery fulfils.")
 
 
-EVENT_MODELS: tuple[type[Envelope], ...] = (Greeting, Response, Promise, Delivery)
+class Inquiry(Envelope):
+    """A customer message awaiting an answer (occurred_at = when the customer asked).
+
+    Starts the case's response clock: the next response on the case answers it, and if none
+    comes within the response target the worker reports the response overdue while the
+    customer is still waiting. Further inquiries before that answer do not restart the clock.
+    """
+
+    type: Literal["inquiry"] = Field(default="inquiry", description="Always \"inquiry\".")
+    priority: Priority | None = Field(default=None, description="Urgency of the request, if known.")
+
+
+class PromiseRevised(Envelope):
+    """A promise renegotiated with the customer: a new due time, agreed before the old one
+    passed. Counted as a renegotiation; the outcome is judged on the latest agreed time."""
+
+    type: Literal["promise_revised"] = Field(
+        default="promise_revised", description="Always \"promise_revised\"."
+    )
+    promise_id: Identifier = Field(description="Id of the promise being revised.")
+    due_at: Timestamp = Field(description="The new due time. ISO 8601 with offset.")
+
+
+class PromiseCancelled(Envelope):
+    """A promise withdrawn before its due time (e.g. the customer no longer needs it); it
+    leaves the on-time/missed count. A cancellation after the due time changes nothing."""
+
+    type: Literal["promise_cancelled"] = Field(
+        default="promise_cancelled", description="Always \"promise_cancelled\"."
+    )
+    promise_id: Identifier = Field(description="Id of the promise being cancelled.")
+    reason: OptionalText = Field(default=None, description="Why, in a few words, if known.")
+
+
+class Feedback(Envelope):
+    """A customer's satisfaction score for the case (1 = very dissatisfied, 5 = very satisfied)."""
+
+    type: Literal["feedback"] = Field(default="feedback", description="Always \"feedback\".")
+    score: int = Field(ge=1, le=5, strict=True, description="Satisfaction score, 1 to 5.")
+
+
+class Complaint(Envelope):
+    """A customer complaint about the service on this case."""
+
+    type: Literal["complaint"] = Field(default="complaint", description="Always \"complaint\".")
+    category: OptionalText = Field(
+        default=None, description="What the complaint is about, if the emitter knows (free text)."
+    )
+
+
+EVENT_MODELS: tuple[type[Envelope], ...] = (
+    Greeting, Response, Promise, Delivery,
+    Inquiry, PromiseRevised, PromiseCancelled, Feedback, Complaint,
+)
 EVENT_TYPES: tuple[str, ...] = tuple(model.model_fields["type"].default for model in EVENT_MODELS)
 
-Event = Annotated[Union[Greeting, Response, Promise, Delivery], Field(discriminator="type")]
+Event = Annotated[
+    Union[
+        Greeting, Response, Promise, Delivery,
+        Inquiry, PromiseRevised, PromiseCancelled, Feedback, Complaint,
+    ],
+    Field(discriminator="type"),
+]
 """Any event; the `type` field selects the model."""
 
 # Built once at import: building the validator is the expensive part, validating is cheap.

@@ -17,11 +17,16 @@ from schemas import (
     EVENT_TYPES,
     REJECT_REASONS,
     Channel,
+    Complaint,
     Delivery,
+    Feedback,
     Greeting,
+    Inquiry,
     InvalidEvent,
     Promise,
+    PromiseCancelled,
     PromiseKind,
+    PromiseRevised,
     Response,
     decode_event,
 )
@@ -62,12 +67,26 @@ GOOD_EVENTS = {
         "kind": "callback",
     },
     "delivery": {**ENVELOPE, "type": "delivery", "promise_id": "p-1", "source": "crm"},
+    "inquiry": {**ENVELOPE, "type": "inquiry", "priority": "urgent"},
+    "promise_revised": {
+        **ENVELOPE, "type": "promise_revised", "promise_id": "p-1", "due_at": "2024-05-03T12:00:00Z",
+    },
+    "promise_cancelled": {
+        **ENVELOPE, "type": "promise_cancelled", "promise_id": "p-1", "reason": "customer withdrew",
+    },
+    "feedback": {**ENVELOPE, "type": "feedback", "score": 4},
+    "complaint": {**ENVELOPE, "type": "complaint", "category": "billing error"},
 }
 MODEL_FOR_TYPE = {
     "greeting": Greeting,
     "response": Response,
     "promise": Promise,
     "delivery": Delivery,
+    "inquiry": Inquiry,
+    "promise_revised": PromiseRevised,
+    "promise_cancelled": PromiseCancelled,
+    "feedback": Feedback,
+    "complaint": Complaint,
 }
 
 
@@ -113,7 +132,10 @@ def test_defaults_apply_and_text_input_is_accepted():
 
 
 def test_event_types_and_reject_reasons_are_the_documented_sets():
-    assert EVENT_TYPES == ("greeting", "response", "promise", "delivery")
+    assert EVENT_TYPES == (
+        "greeting", "response", "promise", "delivery",
+        "inquiry", "promise_revised", "promise_cancelled", "feedback", "complaint",
+    )
     assert REJECT_REASONS == ("invalid_json", "unknown_type", "schema_violation", "too_large")
 
 
@@ -410,3 +432,10 @@ if jsonschema is not None:
             {**GOOD_EVENTS["delivery"], "type": "refund"},
         ):
             assert not validator.is_valid(bad), bad
+
+
+@pytest.mark.parametrize("score", [0, 6, 4.5, "4", True])
+def test_a_feedback_score_outside_1_to_5_or_not_an_integer_is_rejected(score):
+    invalid = rejection(with_fields("feedback", score=score))
+    assert invalid.reason == "schema_violation"
+    assert invalid.detail.startswith("score:")
