@@ -1,4 +1,4 @@
-"""Builds the Faust application: one agent, one sweep timer, one /metrics page.
+"""Builds the Faust application: one agent, one sweep timer, /metrics and the worklists.
 
 Everything the agent and the timer touch is owned by :class:`Monitor`; the domain
 rules live in :mod:`streams.core` and know nothing of Faust.
@@ -18,10 +18,12 @@ from streams.collector import PromiseStateCollector
 from streams.deadletters import dead_letter
 from streams.ingest import install_ingest
 from streams.metrics import Instruments, TeamLabels
+from streams.policy import Policy
 from streams.processor import EventProcessor
 from streams.progress import ConsumerProgress
 from streams.settings import Settings
 from streams.state import PartitionStates
+from streams.worklists import WorklistQueryError, parse_query, worklist
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +31,9 @@ log = logging.getLogger(__name__)
 class Monitor:
     """The worker: its Faust app, state, metrics and the agent/timer/page wired to them."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, policy: Policy | None = None) -> None:
         self.settings = settings
+        self.policy = policy if policy is not None else service_policy(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
             settings.app_id,
@@ -60,6 +63,10 @@ class Monitor:
             settings.dead_letter_topic, key_serializer="raw", value_serializer="raw",
             partitions=settings.partitions,
         )
+        self.findings_topic = app.topic(
+            settings.findings_topic, key_serializer="raw", value_serializer="raw",
+            partitions=settings.partitions,
+        )
         # Keys and values are JSON (Faust's default for untyped tables).
         table_options = dict(default=None, partitions=settings.partitions)
         self.states = PartitionStates(
@@ -71,9 +78,9 @@ class Monitor:
         self.registry = CollectorRegistry()
         self.instruments = Instruments(self.registry, TeamLabels(settings.max_teams))
         self.registry.register(
-            PromiseStateCollector(self.states.books, self.instruments, settings.at_risk_seconds)
+            PromiseStateCollector(self.states.books, self.instruments, self.states.inquiry_books)
         )
-        self.processor = EventProcessor(self.states, self.instruments)
+        self.processor = EventProcessor(self.states, self.instruments, self.policy)
         self.progress = ConsumerProgress(app, settings.topic)
 
         app.agent(self.events_topic, name="servicewatch.interactions")(self._consume)
@@ -86,6 +93,19 @@ class Monitor:
             return web.bytes(encoder(registry), headers={"Content-Type": content_type})
 
         app.page("/metrics")(metrics_page)
+        partition_books = self.states.partition_books
+
+        def worklist_page(which: str):
+            async def page(web: Any, request: Any) -> Any:
+                try:
+                    team, limit = parse_query(dict(request.query))
+                except WorklistQueryError as error:
+                    return web.json({"error": str(error)}, status=400)
+                return web.json(worklist(partition_books(), which, team, limit))
+            return page
+
+        app.page("/promises/at-risk")(worklist_page("at_risk"))
+        app.page("/promises/overdue")(worklist_page("overdue"))
         install_ingest(app, self.events_topic, token=settings.ingest_token,
                        max_bytes=settings.ingest_max_bytes, registry=registry)
         # Partition state may only be restored from the tables once Faust has
@@ -109,6 +129,8 @@ class Monitor:
                 rejection = self.processor.reject(
                     "processing_error", "servicewatch failed on this event; the worker log has the details"
                 )
+            if self.processor.findings:
+                await self._publish_findings()
             if rejection is not None:
                 await self.dead_letter_topic.send(
                     key=message.key,
@@ -122,8 +144,17 @@ class Monitor:
             return  # state is incomplete until table recovery is done
         try:
             self._sweep_partitions()
+            if self.processor.findings:
+                await self._publish_findings()
         except Exception:  # a failed sweep is retried on the next tick; never stop the timer
             log.exception("deadline sweep failed")
+
+    async def _publish_findings(self) -> None:
+        findings, self.processor.findings = self.processor.findings, []
+        send = self.findings_topic.send
+        for finding in findings:
+            await send(key=finding.key, value=finding.value,
+                       headers={"servicewatch-finding": finding.finding_type.encode()})
 
     def _sweep_partitions(self) -> None:
         progress = self.progress
@@ -159,3 +190,12 @@ class Monitor:
                     gauge.remove(str(partition))
                 except KeyError:
                     pass  # never set for this partition
+
+
+def service_policy(settings: Settings) -> Policy:
+    """The policy file's, or the built-in policy with the ``--at-risk`` threshold."""
+    from streams.policy import load_policy
+
+    if settings.policy_path is not None:
+        return load_policy(settings.policy_path)
+    return Policy.default(at_risk_seconds=settings.at_risk_seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from dataclasses import replace
 
 from streams import settings as defaults
@@ -42,6 +43,18 @@ def _add_worker_options(parser: argparse.ArgumentParser, with_broker: bool = Tru
         help=f"events topic; dead letters go to TOPIC.dlq (default: {base.topic}; env SERVICEWATCH_TOPIC)",
     )
     parser.add_argument(
+        "--findings-topic", default=base.findings_topic_name, dest="findings_topic_name",
+        metavar="TOPIC",
+        help="where findings (promise_at_risk, promise_missed, response_overdue) are published "
+        "(default: TOPIC.findings; env SERVICEWATCH_FINDINGS_TOPIC)",
+    )
+    parser.add_argument(
+        "--policy", type=Path, default=base.policy_path, dest="policy_path", metavar="FILE",
+        help="service policy (TOML): response/greeting targets, business-hours calendars, "
+        "at-risk thresholds, objectives; see deploy/policy.example.toml and docs/policy.md. "
+        "Without it: built-in targets, around the clock (env SERVICEWATCH_POLICY)",
+    )
+    parser.add_argument(
         "--partitions", type=int, default=base.partitions,
         help="partitions to create the topics with; one worker per partition at most "
         f"(default: {base.partitions}; env SERVICEWATCH_PARTITIONS)",
@@ -61,7 +74,8 @@ def _add_worker_options(parser: argparse.ArgumentParser, with_broker: bool = Tru
     )
     parser.add_argument(
         "--at-risk", type=float, default=base.at_risk_seconds, dest="at_risk_seconds",
-        help="an open promise due within this many seconds counts as at risk "
+        help="an open promise due within this many seconds counts as at risk, unless the "
+        "policy file sets at_risk "
         f"(default: {base.at_risk_seconds:g}; env SERVICEWATCH_AT_RISK_SECONDS)",
     )
     parser.add_argument(
@@ -74,7 +88,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     fields = {
         name: getattr(args, name)
         for name in ("broker", "topic", "partitions", "web_port", "web_host", "grace_seconds",
-                     "at_risk_seconds", "log_level", "ingest_token", "ingest_max_bytes")
+                     "at_risk_seconds", "log_level", "ingest_token", "ingest_max_bytes",
+                     "policy_path", "findings_topic_name")
         if hasattr(args, name)
     }
     return replace(Settings(), **fields)

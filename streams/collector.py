@@ -1,4 +1,4 @@
-"""Exposes the promise state of the partitions this worker holds now.
+"""Exposes the promise and inquiry state of the partitions this worker holds now.
 
 Outcome totals and open/overdue counts are kept per partition (and persisted with
 it), so when a partition moves to another worker its numbers move too, and the
@@ -8,81 +8,144 @@ sum over all workers stays right. prometheus_client's custom-collector protocol
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from typing import Callable, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from streams.core.promises import OUTCOMES, PromiseBook
-from streams.metrics import AUDIENCES, KINDS, Instruments
-
+from streams.metrics import AUDIENCES, CHANNELS, KINDS, Instruments
 
 PartitionBooks = Callable[[], Iterable[tuple[PromiseBook, float | None]]]
 
+# The oldest overdue promises get a series each, by rank: bounded, whatever the backlog.
+OLDEST_OVERDUE_RANKS = 10
+
 
 class PromiseStateCollector:
-    """``books`` yields each held partition's book with its partition time (or None)."""
+    """``books`` (and ``inquiry_books``) yield each held partition's book with its
+    partition time (or None)."""
 
-    def __init__(self, books: PartitionBooks, instruments: Instruments, at_risk_seconds: float) -> None:
+    def __init__(
+        self,
+        books: PartitionBooks,
+        instruments: Instruments,
+        inquiry_books: PartitionBooks | None = None,
+    ) -> None:
         self._books = books
+        self._inquiry_books = inquiry_books or (lambda: ())
         self._instruments = instruments
-        self._at_risk_seconds = at_risk_seconds
 
     def describe(self):
-        return list(self._families(Counter(), Counter(), Counter(), Counter(), Counter()))
+        return self._families([], [])
 
     def collect(self):
-        outcomes, late, open_, overdue, at_risk = Counter(), Counter(), Counter(), Counter(), Counter()
-        label = self._instruments.team_label
-        for book, now in self._books():
-            if now is not None:
-                for (team, kind, audience), n in book.due_by(now + self._at_risk_seconds).items():
-                    at_risk[(label(team), kind, audience)] += n
-            for (team, kind, audience, outcome), n in book.totals.outcomes.items():
-                outcomes[(label(team), kind, audience, outcome)] += n
-            for (team, kind, audience), n in book.totals.late_deliveries.items():
-                late[(label(team), kind, audience)] += n
-            for (team, kind, audience), n in book.open_count.items():
-                open_[(label(team), kind, audience)] += n
-            for (team, kind, audience), n in book.overdue_count.items():
-                overdue[(label(team), kind, audience)] += n
-        return list(self._families(outcomes, late, open_, overdue, at_risk))
+        return self._families(list(self._books()), list(self._inquiry_books()))
 
-    def _families(self, outcomes, late, open_, overdue, at_risk):
-        names = ["team", "kind", "audience"]
+    def _families(self, books, inquiry_books):
+        label = self._instruments.team_label
+        teams = list(self._instruments.teams.known)
+        families = []
+        promise_names = ["team", "kind", "audience"]
         outcome_family = CounterMetricFamily(
             "servicewatch_promise_outcomes",
             "Promises ended, by outcome: on_time (delivered by the due time) or missed.",
-            labels=[*names, "outcome"],
+            labels=[*promise_names, "outcome"],
         )
-        late_family = CounterMetricFamily(
-            "servicewatch_late_deliveries",
-            "Deliveries of promises that had already been missed.",
-            labels=names,
-        )
-        open_family = GaugeMetricFamily(
-            "servicewatch_promises_open", "Promises made and not yet ended.", labels=names
-        )
-        overdue_family = GaugeMetricFamily(
-            "servicewatch_promises_overdue",
-            "Promises missed and still not delivered: customers still waiting.",
-            labels=names,
-        )
-        at_risk_family = GaugeMetricFamily(
-            "servicewatch_promises_at_risk",
-            f"Open promises due within {self._at_risk_seconds:g} s of the partition's time "
-            "(or already past due and not yet declared missed).",
-            labels=names,
-        )
-        # Every known team shows every series, at zero until something happens.
-        for team in list(self._instruments.teams.known):
+        outcomes = _summed(books, lambda book: book.totals.outcomes, label)
+        for team in teams:
             for kind in KINDS:
                 for audience in AUDIENCES:
-                    key = (team, kind, audience)
                     for outcome in OUTCOMES:
-                        outcome_family.add_metric([*key, outcome], outcomes[(*key, outcome)])
-                    late_family.add_metric(list(key), late[key])
-                    open_family.add_metric(list(key), open_[key])
-                    overdue_family.add_metric(list(key), overdue[key])
-                    at_risk_family.add_metric(list(key), at_risk[key])
-        return outcome_family, late_family, open_family, overdue_family, at_risk_family
+                        key = (team, kind, audience, outcome)
+                        outcome_family.add_metric(list(key), outcomes[key])
+        families.append(outcome_family)
+        for family_type, name, help_text, counts in (
+            (CounterMetricFamily, "servicewatch_late_deliveries",
+             "Deliveries of promises that had already been missed.",
+             lambda book: book.totals.late_deliveries),
+            (CounterMetricFamily, "servicewatch_promise_revisions",
+             "Renegotiations: due times moved by a promise_revised event before they passed.",
+             lambda book: book.totals.revisions),
+            (CounterMetricFamily, "servicewatch_promises_cancelled",
+             "Promises cancelled before their due time (not in the outcome count).",
+             lambda book: book.totals.cancelled),
+            (GaugeMetricFamily, "servicewatch_promises_open",
+             "Promises made and not yet ended.", lambda book: book.open_count),
+            (GaugeMetricFamily, "servicewatch_promises_overdue",
+             "Promises missed and still not delivered: customers still waiting.",
+             lambda book: book.overdue_count),
+            (GaugeMetricFamily, "servicewatch_promises_at_risk",
+             "Open promises within their team's at-risk threshold of the due time (policy), "
+             "as of the partition's time.", lambda book: book.at_risk_count),
+        ):
+            family = family_type(name, help_text, labels=promise_names)
+            _add_by_label(family, _summed(books, counts, label), teams, KINDS)
+            families.append(family)
+
+        inquiry_names = ["team", "channel", "audience"]
+        answered = CounterMetricFamily(
+            "servicewatch_inquiry_outcomes",
+            "Inquiries answered, by outcome: on_time (within the response target) or missed "
+            "(the response was overdue).",
+            labels=[*inquiry_names, "outcome"],
+        )
+        inquiry_outcomes = _summed(inquiry_books, lambda book: book.totals.outcomes, label)
+        for team in teams:
+            for channel in CHANNELS:
+                for audience in AUDIENCES:
+                    for outcome in OUTCOMES:
+                        key = (team, channel, audience, outcome)
+                        answered.add_metric(list(key), inquiry_outcomes[key])
+        families.append(answered)
+        for name, help_text, counts in (
+            ("servicewatch_inquiries_waiting",
+             "Customers waiting for an answer within the response target.",
+             lambda book: book.open_count),
+            ("servicewatch_responses_overdue",
+             "Customers waiting for an answer past the response target.",
+             lambda book: book.overdue_count),
+        ):
+            family = GaugeMetricFamily(name, help_text, labels=inquiry_names)
+            _add_by_label(family, _summed(inquiry_books, counts, label), teams, CHANNELS)
+            families.append(family)
+        families.append(self._oldest_overdue(books))
+        return families
+
+    def _oldest_overdue(self, books) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "servicewatch_promise_overdue_oldest_seconds",
+            f"How long the {OLDEST_OVERDUE_RANKS} oldest overdue promises of this worker are "
+            "past due, by rank (1 = oldest); details at GET /promises/overdue.",
+            labels=["rank", "team", "kind", "audience"],
+        )
+        label = self._instruments.team_label
+        candidates = (
+            (now - record.due_at, record)
+            for book, now in books if now is not None
+            for record in map(book.get, book.overdue_ids) if record is not None
+        )
+        oldest = heapq.nlargest(OLDEST_OVERDUE_RANKS, candidates, key=lambda item: item[0])
+        for rank, (overdue_by, record) in enumerate(oldest, start=1):
+            team, kind, audience = record.labels
+            family.add_metric([str(rank), label(team), kind, audience], max(overdue_by, 0.0))
+        return family
+
+
+def _summed(books, counts: Callable[[PromiseBook], Counter], label) -> Counter:
+    """Sum one counter of every book, with team names mapped to their labels."""
+    total: Counter = Counter()
+    for book, _now in books:
+        for (team, *rest), n in counts(book).items():
+            total[(label(team), *rest)] += n
+    return total
+
+
+def _add_by_label(family, counts: Counter, teams, second_labels) -> None:
+    # Every known team shows every series, at zero until something happens.
+    for team in teams:
+        for second in second_labels:
+            for audience in AUDIENCES:
+                key = (team, second, audience)
+                family.add_metric(list(key), counts[key])

@@ -15,6 +15,9 @@ from schemas import EVENT_TYPES, REJECT_REASONS
 from schemas.events import Audience, Channel, PromiseKind
 
 CHANNELS = tuple(c.value for c in Channel)
+SCORES = ("1", "2", "3", "4", "5")
+WITHIN_TARGET = ("true", "false")
+REVISABLE = ("promise_revised", "promise_cancelled")
 AUDIENCES = tuple(a.value for a in Audience)
 KINDS = tuple(k.value for k in PromiseKind)
 REJECT_REASONS_ALL = (*REJECT_REASONS, "key_mismatch", "processing_error")
@@ -73,13 +76,40 @@ class Instruments:
         timing_labels = ["team", "channel", "audience"]
         self.greeting = Histogram(
             "servicewatch_greeting_seconds",
-            "Time from a customer reaching out to being greeted.",
+            "Time from a customer reaching out to being greeted "
+            "(in business hours where the team's policy has a calendar).",
             timing_labels, buckets=GREETING_BUCKETS, registry=registry,
         )
         self.response = Histogram(
             "servicewatch_response_seconds",
-            "Time from a customer asking to being answered.",
+            "Time from a customer asking to being answered "
+            "(in business hours where the team's policy has a calendar).",
             timing_labels, buckets=RESPONSE_BUCKETS, registry=registry,
+        )
+        judged_labels = [*timing_labels, "within_target"]
+        self.greetings_judged = Counter(
+            "servicewatch_greetings",
+            "Greetings, by whether they came within the policy's greeting target.",
+            judged_labels, registry=registry,
+        )
+        self.responses_judged = Counter(
+            "servicewatch_responses",
+            "Responses, by whether they came within the policy's response target.",
+            judged_labels, registry=registry,
+        )
+        self.feedback = Counter(
+            "servicewatch_feedback",
+            "Satisfaction scores customers gave (1 = very dissatisfied, 5 = very satisfied).",
+            [*timing_labels, "score"], registry=registry,
+        )
+        self.complaints = Counter(
+            "servicewatch_complaints", "Customer complaints.", timing_labels, registry=registry,
+        )
+        self.promise_changes_ignored = Counter(
+            "servicewatch_promise_changes_ignored",
+            "Revisions and cancellations that changed nothing: the promise was unknown (not "
+            "read yet), already ended, or past its deadline.",
+            ["type"], registry=registry,
         )
         promise_labels = ["team", "kind", "audience"]
         self.delivery_margin = Histogram(
@@ -104,9 +134,15 @@ class Instruments:
         )
         self.by_type = {t: self.events.labels(t) for t in EVENT_TYPES}
         self.by_reason = {r: self.rejected.labels(r) for r in REJECT_REASONS_ALL}
+        self._ignored = {t: self.promise_changes_ignored.labels(t) for t in REVISABLE}
         # (team label, channel, audience) -> bound child; bound once, not per event.
         self._greeting_children: dict[tuple[str, str, str], Histogram] = {}
         self._response_children: dict[tuple[str, str, str], Histogram] = {}
+        # (team label, channel, audience) -> (within target, over target) counters
+        self._greeting_judged: dict[tuple[str, str, str], tuple[Counter, Counter]] = {}
+        self._response_judged: dict[tuple[str, str, str], tuple[Counter, Counter]] = {}
+        self._feedback_children: dict[tuple[str, str, str], tuple[Counter, ...]] = {}
+        self._complaint_children: dict[tuple[str, str, str], Counter] = {}
         self._margin_children: dict[tuple[str, str, str], Histogram] = {}
         self._lateness_children: dict[tuple[str, str, str], Histogram] = {}
 
@@ -118,6 +154,13 @@ class Instruments:
                     key = (label, channel, audience)
                     self._greeting_children[key] = self.greeting.labels(*key)
                     self._response_children[key] = self.response.labels(*key)
+                    self._greeting_judged[key] = tuple(
+                        self.greetings_judged.labels(*key, w) for w in WITHIN_TARGET)
+                    self._response_judged[key] = tuple(
+                        self.responses_judged.labels(*key, w) for w in WITHIN_TARGET)
+                    self._feedback_children[key] = tuple(
+                        self.feedback.labels(*key, score) for score in SCORES)
+                    self._complaint_children[key] = self.complaints.labels(*key)
             for kind in KINDS:
                 for audience in AUDIENCES:
                     key = (label, kind, audience)
@@ -125,11 +168,30 @@ class Instruments:
                     self._lateness_children[key] = self.delivery_lateness.labels(*key)
         return label
 
-    def observe_greeting(self, team: str, channel: str, audience: str, seconds: float) -> None:
-        self._greeting_children[(self.team_label(team), channel, audience)].observe(seconds)
+    def observe_greeting(
+        self, team: str, channel: str, audience: str, seconds: float, target_seconds: float
+    ) -> None:
+        key = (self.team_label(team), channel, audience)
+        self._greeting_children[key].observe(seconds)
+        within, over = self._greeting_judged[key]
+        (within if seconds <= target_seconds else over).inc()
 
-    def observe_response(self, team: str, channel: str, audience: str, seconds: float) -> None:
-        self._response_children[(self.team_label(team), channel, audience)].observe(seconds)
+    def observe_response(
+        self, team: str, channel: str, audience: str, seconds: float, target_seconds: float
+    ) -> None:
+        key = (self.team_label(team), channel, audience)
+        self._response_children[key].observe(seconds)
+        within, over = self._response_judged[key]
+        (within if seconds <= target_seconds else over).inc()
+
+    def observe_feedback(self, team: str, channel: str, audience: str, score: int) -> None:
+        self._feedback_children[(self.team_label(team), channel, audience)][score - 1].inc()
+
+    def observe_complaint(self, team: str, channel: str, audience: str) -> None:
+        self._complaint_children[(self.team_label(team), channel, audience)].inc()
+
+    def promise_change_ignored(self, event_type: str) -> None:
+        self._ignored[event_type].inc()
 
     def observe_margin(self, team: str, kind: str, audience: str, seconds: float) -> None:
         self._margin_children[(self.team_label(team), kind, audience)].observe(seconds)

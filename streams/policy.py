@@ -289,9 +289,12 @@ class Policy:
         self.greeting_target = lru_cache(maxsize=4096)(self.greeting_target)
 
     @classmethod
-    def default(cls) -> "Policy":
-        """No policy file: built-in targets, 15-minute at-risk window, 24/7 for every team."""
-        return cls(PolicyFile())
+    def default(cls, at_risk_seconds: float | None = None) -> "Policy":
+        """No policy file: built-in targets, 15-minute at-risk window (or ``at_risk_seconds``),
+        24/7 for every team."""
+        if at_risk_seconds is None:
+            return cls(PolicyFile())
+        return cls(PolicyFile(at_risk=AtRisk(default=at_risk_seconds)))
 
     @property
     def teams(self) -> list[str]:
@@ -335,6 +338,19 @@ class Policy:
         """
         return Target(self.at_risk_seconds(team, kind), self.calendar_for(team)).deadline(now)
 
+    def warning_time(self, team: str, kind: str | None, due_at: float) -> float:
+        """When an open promise due at ``due_at`` becomes at risk: the last instant that
+        still leaves the threshold's worth of the team's business time before it is due.
+
+        The inverse of :meth:`at_risk_horizon`: due Monday 10:00, with hours 09:00-17:00
+        and a 2 h threshold, the warning comes on Friday at 16:00.
+        """
+        threshold = self.at_risk_seconds(team, kind)
+        calendar = self.calendar_for(team)
+        if calendar is None or calendar.is_always_open:
+            return due_at - threshold
+        return _business_time_before(calendar, due_at, threshold)
+
     def objectives(self, team: str) -> Objectives:
         """The team's objectives: its own where given, else the file's, else the built-in ones."""
         table = self.spec.teams.get(team)
@@ -351,6 +367,29 @@ class Policy:
             f"{_plural(len(self.calendars), 'calendar')}, {_plural(len(teams), 'team')} "
             f"({on_calendar} on a calendar, {len(teams) - on_calendar} around the clock)"
         )
+
+
+def _business_time_before(calendar: BusinessCalendar, end: float, seconds: float) -> float:
+    """The latest instant ``t <= end`` with ``seconds`` of business time in ``[t, end)``.
+
+    Business time left before ``end`` only grows as ``t`` moves back, so a bracket found
+    by doubling steps and a bisection to the millisecond find it in ~40 evaluations.
+    """
+    if seconds <= 0:
+        return end
+    between = calendar.business_seconds_between
+    hi, step = end, max(seconds, 3600.0)
+    lo = end - step
+    while between(lo, end) < seconds:
+        hi, step = lo, step * 2
+        lo = end - step
+    while hi - lo > 0.001:
+        middle = (lo + hi) / 2
+        if between(middle, end) >= seconds:
+            lo = middle
+        else:
+            hi = middle
+    return lo
 
 
 def _with_default(table: _Table | None, built_in: _Table) -> _Table:

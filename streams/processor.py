@@ -1,7 +1,7 @@
 """Turns one consumed record into state changes, metrics and, if invalid, a dead letter.
 
 Synchronous and free of Faust, so the agent and the tests drive the same code;
-the caller owns sending dead letters and persisting.
+the caller owns sending dead letters and findings, and persisting.
 """
 
 from __future__ import annotations
@@ -11,10 +11,38 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from schemas import InvalidEvent, decode_event
-from schemas.events import Delivery, Greeting, Promise, Response
-from streams.core.promises import LateDelivery, PromiseKept, PromiseMissed, PromiseRecord
+from schemas.events import (
+    Complaint,
+    Delivery,
+    Feedback,
+    Greeting,
+    Inquiry,
+    Promise,
+    PromiseCancelled,
+    PromiseRevised,
+    Response,
+)
+from streams.core.promises import (
+    LateDelivery,
+    PromiseAtRisk,
+    PromiseKept,
+    PromiseMissed,
+    PromiseRecord,
+)
+from streams.findings import (
+    PROMISE_AT_RISK,
+    PROMISE_MISSED,
+    Finding,
+    promise_finding,
+    response_overdue_finding,
+)
 from streams.metrics import Instruments
+from streams.policy import Policy
 from streams.state import PartitionState, PartitionStates
+
+# Events whose effect lives in the books, which ignore a repeat: a duplicate is applied
+# again (without counting it) in case a crash lost what the first one wrote.
+REAPPLIED_EVENTS = (Promise, Delivery, PromiseRevised, PromiseCancelled, Inquiry, Response)
 
 # A producer's clock far ahead must not drag a partition's time forward and
 # declare every open promise missed at once.
@@ -28,9 +56,15 @@ class Rejection:
 
 
 class EventProcessor:
-    def __init__(self, states: PartitionStates, instruments: Instruments) -> None:
+    """``findings`` collects what to publish; the caller sends and clears it."""
+
+    def __init__(
+        self, states: PartitionStates, instruments: Instruments, policy: Policy | None = None
+    ) -> None:
         self.states = states
         self.instruments = instruments
+        self.policy = policy if policy is not None else Policy.default()
+        self.findings: list[Finding] = []
 
     def process(
         self, partition: int, offset: int, timestamp: float, key: bytes | None, value: bytes | None
@@ -51,10 +85,10 @@ class EventProcessor:
             )
         if event.event_id in state.seen:
             self.instruments.duplicates.inc()
-            if isinstance(event, (Promise, Delivery)):
-                # Applied again all the same: the book ignores what it already has, and
+            if isinstance(event, REAPPLIED_EVENTS):
+                # Applied again all the same: the books ignore what they already have, and
                 # if a crash kept this id but lost the record it wrote, this restores it.
-                self._apply(state, event, known_at)
+                self._apply(state, event, known_at, repeat=True)
                 self.states.persist(state)
             return None
         self.instruments.by_type[event.type].inc()
@@ -71,9 +105,11 @@ class EventProcessor:
         if now is None:
             return
         self.record(state.book.expire(now))
+        self.record_inquiries(state.inquiries.expire(now))
         self.states.persist(state)
 
     def record(self, changes: Iterable) -> None:
+        """Metrics and findings for changes of the promise book."""
         instruments = self.instruments
         for change in changes:
             team, kind, audience = change.record.labels
@@ -83,32 +119,89 @@ class EventProcessor:
                 instruments.observe_lateness(team, kind, audience, change.lateness_seconds)
             elif isinstance(change, PromiseMissed):
                 instruments.team_label(team)
+                self.findings.append(promise_finding(PROMISE_MISSED, change.record, change.declared_at))
+            elif isinstance(change, PromiseAtRisk):
+                self.findings.append(promise_finding(PROMISE_AT_RISK, change.record, change.declared_at))
 
-    def _apply(self, state: PartitionState, event, known_at: float) -> None:
-        instruments = self.instruments
-        if isinstance(event, Greeting):
-            seconds = (event.occurred_at - event.contact_at).total_seconds()
-            instruments.observe_greeting(event.team, event.channel, event.audience, seconds)
-        elif isinstance(event, Response):
-            seconds = (event.occurred_at - event.requested_at).total_seconds()
-            instruments.observe_response(event.team, event.channel, event.audience, seconds)
-        elif isinstance(event, Promise):
-            instruments.team_label(event.team)
-            record = PromiseRecord(
-                promise_id=event.promise_id,
-                case_id=event.case_id,
-                team=event.team,
-                kind=event.kind.value,
-                audience=event.audience.value,
-                channel=event.channel.value,
-                due_at=event.due_at.timestamp(),
-            )
-            self.record(state.book.make(record, known_at=known_at))
-        elif isinstance(event, Delivery):
+    def record_inquiries(self, changes: Iterable) -> None:
+        """Findings for changes of the inquiries book (its record's kind is the channel)."""
+        for change in changes:
+            if isinstance(change, PromiseMissed):
+                self.instruments.team_label(change.record.team)
+                self.findings.append(response_overdue_finding(change.record, change.declared_at))
+
+    def _apply(self, state: PartitionState, event, known_at: float, repeat: bool = False) -> None:
+        """Apply one valid event; a ``repeat`` (a duplicate) changes only the books."""
+        instruments, policy = self.instruments, self.policy
+        if isinstance(event, Delivery):
             changes = state.book.deliver(
                 event.promise_id, event.case_id, event.occurred_at.timestamp(), known_at
             )
             self.record(changes)
+        elif isinstance(event, Promise):
+            instruments.team_label(event.team)
+            due_at = event.due_at.timestamp()
+            kind = event.kind.value
+            record = PromiseRecord(
+                promise_id=event.promise_id,
+                case_id=event.case_id,
+                team=event.team,
+                kind=kind,
+                audience=event.audience.value,
+                channel=event.channel.value,
+                due_at=due_at,
+                made_at=event.occurred_at.timestamp(),
+                at_risk_at=policy.warning_time(event.team, kind, due_at),
+            )
+            self.record(state.book.make(record, known_at=known_at))
+        elif isinstance(event, Response):
+            requested_at, answered_at = event.requested_at.timestamp(), event.occurred_at.timestamp()
+            if not repeat:
+                target = policy.response_target(event.team, event.channel, event.priority)
+                instruments.observe_response(
+                    event.team, event.channel, event.audience,
+                    target.elapsed(requested_at, answered_at), target.seconds,
+                )
+            self.record_inquiries(state.inquiries.answer(event.case_id, answered_at, known_at))
+        elif isinstance(event, Greeting):
+            contact_at, greeted_at = event.contact_at.timestamp(), event.occurred_at.timestamp()
+            target = policy.greeting_target(event.team, event.channel, event.priority)
+            instruments.observe_greeting(
+                event.team, event.channel, event.audience,
+                target.elapsed(contact_at, greeted_at), target.seconds,
+            )
+        elif isinstance(event, Inquiry):
+            instruments.team_label(event.team)
+            asked_at = event.occurred_at.timestamp()
+            target = policy.response_target(event.team, event.channel, event.priority)
+            record = PromiseRecord(
+                promise_id=event.event_id,
+                case_id=event.case_id,
+                team=event.team,
+                kind=event.channel.value,  # the inquiries book's second label is the channel
+                audience=event.audience.value,
+                channel=event.channel.value,
+                due_at=target.deadline(asked_at),
+                made_at=asked_at,
+            )
+            self.record_inquiries(state.inquiries.ask(record, known_at))
+        elif isinstance(event, PromiseRevised):
+            record = state.book.get(event.promise_id)
+            due_at = event.due_at.timestamp()
+            warn_at = policy.warning_time(record.team, record.kind, due_at) if record else None
+            changes = state.book.revise(event.promise_id, due_at, known_at, at_risk_at=warn_at)
+            if not changes and not repeat:
+                instruments.promise_change_ignored(event.type)
+            self.record(changes)
+        elif isinstance(event, PromiseCancelled):
+            changes = state.book.cancel(event.promise_id, event.occurred_at.timestamp(), known_at)
+            if not changes and not repeat:
+                instruments.promise_change_ignored(event.type)
+            self.record(changes)
+        elif isinstance(event, Feedback):
+            instruments.observe_feedback(event.team, event.channel, event.audience, event.score)
+        elif isinstance(event, Complaint):
+            instruments.observe_complaint(event.team, event.channel, event.audience)
 
     def reject(self, reason: str, detail: str) -> Rejection:
         self.instruments.by_reason[reason].inc()

@@ -36,9 +36,16 @@ class Settings:
     # POST /events: a bearer token to require (unset or empty: open) and a body size limit.
     ingest_token: str | None = field(default_factory=lambda: env("INGEST_TOKEN", "") or None, repr=False)
     ingest_max_bytes: int = field(default_factory=lambda: int(env("INGEST_MAX_BYTES", str(DEFAULT_INGEST_MAX_BYTES))))
+    # The service policy (targets, calendars, at-risk thresholds); None: built-in defaults.
+    policy_path: Path | None = field(default_factory=lambda: Path(p) if (p := env("POLICY", "")) else None)
+    findings_topic_name: str = field(default_factory=lambda: env("FINDINGS_TOPIC", ""))
     sweep_interval: float = 0.2
     log_level: str = field(default_factory=lambda: env("LOG_LEVEL", "warning"))
 
     @property
     def dead_letter_topic(self) -> str:
         return f"{self.topic}.dlq"
+
+    @property
+    def findings_topic(self) -> str:
+        return self.findings_topic_name or f"{self.topic}.findings"

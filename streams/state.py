@@ -1,7 +1,7 @@
 """The one owner of this worker's per-partition state, written through to Faust tables.
 
-Each assigned partition has a promise book, a partition clock and a window of
-recent event ids. They live in memory for speed and are persisted to changelog
+Each assigned partition has a promise book, the inquiries awaiting an answer, a
+partition clock and a window of recent event ids. They live in memory for speed and are persisted to changelog
 tables *on the partition they belong to*, so that after a crash or a rebalance
 the worker that takes the partition over restores exactly its state.
 
@@ -17,7 +17,12 @@ from typing import Any
 
 from streams.core.clock import PartitionClock
 from streams.core.dedup import RecentEventIds
+from streams.core.inquiries import AwaitingAnswers
 from streams.core.promises import OutcomeTotals, PromiseBook, PromiseRecord
+
+# Inquiries share the promises table (and the totals table), apart by key prefix.
+INQUIRY_KEY_PREFIX = "inquiry:"
+INQUIRY_BOOK = "inquiries"
 
 
 def write_through(table: Any, partition: int, key: str, value: Any) -> None:
@@ -35,6 +40,7 @@ class PartitionState:
     partition: int
     book: PromiseBook
     seen: RecentEventIds
+    inquiries: AwaitingAnswers = field(default_factory=AwaitingAnswers)
     clock: PartitionClock = field(default_factory=PartitionClock)
     # Next offset the agent has to process: everything before it is done.
     next_offset: int | None = None
@@ -75,6 +81,14 @@ class PartitionStates:
         """Each held partition's book with its partition time, for the collector."""
         return [(state.book, state.clock.now()) for state in self._states.values()]
 
+    def partition_books(self) -> list[tuple[int, PromiseBook, float | None]]:
+        """(partition, promise book, partition time) of each held partition, for worklists."""
+        return [(p, state.book, state.clock.now()) for p, state in self._states.items()]
+
+    def inquiry_books(self) -> list[tuple[PromiseBook, float | None]]:
+        """Each held partition's inquiries (in a book of their own) with its partition time."""
+        return [(state.inquiries.book, state.clock.now()) for state in self._states.values()]
+
     def release(self, partitions: set[int]) -> None:
         """Forget partitions this worker no longer holds (their tables keep them)."""
         for partition in partitions:
@@ -93,30 +107,44 @@ class PartitionStates:
         The archive goes first: a crash before the deletions that follow it leaves
         records the restore recognises as archived (see PromiseBook.take_dirty).
         """
-        upserts, deleted, archive = state.book.take_dirty()
         partition = state.partition
-        if archive is not None:
-            write_through(self._totals, partition, str(partition), archive.to_dict())
-        for record in upserts:
-            write_through(self._promises, partition, record.promise_id, _stored(record, partition))
-        for promise_id in deleted:
-            write_through(self._promises, partition, promise_id, None)
+        for book, prefix, archive_key, kind in (
+            (state.book, "", str(partition), None),
+            (state.inquiries.book, INQUIRY_KEY_PREFIX, f"{partition}:{INQUIRY_BOOK}", INQUIRY_BOOK),
+        ):
+            upserts, deleted, archive = book.take_dirty()
+            if archive is not None:
+                write_through(self._totals, partition, archive_key, archive.to_dict())
+            for record in upserts:
+                write_through(self._promises, partition, prefix + record.promise_id,
+                              _stored(record, partition, kind))
+            for record_id in deleted:
+                write_through(self._promises, partition, prefix + record_id, None)
 
     def _restore(self, partition: int) -> PartitionState:
-        records = [
-            PromiseRecord.from_dict(value["record"])
-            for value in self._promises.data.values()
-            if value and value.get("partition") == partition
-        ]
-        stored_archive = self._totals.data.get(str(partition))
-        archive = OutcomeTotals.from_dict(stored_archive) if stored_archive else None
-        book = PromiseBook.restore(records, archive, grace_seconds=self._grace)
+        promises: list[PromiseRecord] = []
+        inquiries: list[PromiseRecord] = []
+        for value in self._promises.data.values():
+            if value and value.get("partition") == partition:
+                owner = inquiries if value.get("book") == INQUIRY_BOOK else promises
+                owner.append(PromiseRecord.from_dict(value["record"]))
+        book = PromiseBook.restore(promises, self._archive(str(partition)), grace_seconds=self._grace)
+        awaiting = AwaitingAnswers.restore(
+            inquiries, self._archive(f"{partition}:{INQUIRY_BOOK}"), grace_seconds=self._grace
+        )
         seen = RecentEventIds(self._seen_capacity)
         for event_id, owner in list(self._seen.data.items()):
             if owner == partition:
                 seen.add(event_id)
-        return PartitionState(partition=partition, book=book, seen=seen)
+        return PartitionState(partition=partition, book=book, seen=seen, inquiries=awaiting)
+
+    def _archive(self, key: str) -> OutcomeTotals | None:
+        stored = self._totals.data.get(key)
+        return OutcomeTotals.from_dict(stored) if stored else None
 
 
-def _stored(record: PromiseRecord, partition: int) -> dict:
-    return {"partition": partition, "record": record.to_dict()}
+def _stored(record: PromiseRecord, partition: int, book: str | None = None) -> dict:
+    stored = {"partition": partition, "record": record.to_dict()}
+    if book is not None:
+        stored["book"] = book
+    return stored

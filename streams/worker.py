@@ -17,6 +17,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return [
         TopicSpec(settings.topic, settings.partitions),
         TopicSpec(settings.dead_letter_topic, settings.partitions),
+        TopicSpec(settings.findings_topic, settings.partitions),
     ]
 
 
@@ -49,11 +50,12 @@ def run_worker(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM. Raises WorkerError or topics errors before starting."""
     import faust  # imported late: it is slow to import and not needed for --help
 
-    from streams.app import Monitor
+    from streams.app import Monitor, service_policy
 
+    policy = service_policy(settings)  # a bad policy file stops here, with what to fix
     prepare(settings)
     quiet_libraries(settings.log_level)
-    monitor = Monitor(settings)
+    monitor = Monitor(settings, policy)
     worker = faust.Worker(
         monitor.app,
         loglevel=settings.log_level.upper(),

@@ -27,6 +27,14 @@ worker judges each partition on its own):
   be complete (caught up) up to then. Otherwise it is still ``open``.
 * A missed promise that has a delivery in the log also counts one late delivery; a missed
   promise without one is overdue.
+* Revisions and cancellations that follow the promise in the log are applied in log
+  order (ones before it are ignored), as the promise's story unfolds: once the promise is
+  kept, missed or cancelled, nothing after changes it. A revision known by the current
+  deadline (due + grace) moves the due time (a renegotiation) and may keep a delivery
+  that was late for the old one; a cancellation made by the due time and known by the
+  deadline takes the promise out of the count. When revisions or cancellations are
+  involved, deliveries are taken in log order too, each judged against the due time in
+  force when it was read.
 
 What the oracle cannot know, by construction, is the wall clock of a live fetch: a
 delivery stamped by D + grace that reached the broker only after a caught-up fetch
@@ -41,11 +49,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from schemas import InvalidEvent, decode_event
-from schemas.events import Delivery, Promise
+from schemas.events import Delivery, Promise, PromiseCancelled, PromiseRevised
 
 ON_TIME = "on_time"
 MISSED = "missed"
 OPEN = "open"
+CANCELLED = "cancelled"
 
 Labels = tuple[str, str, str]  # team, kind, audience
 PromiseKey = tuple[int, str]  # partition, promise_id
@@ -77,10 +86,11 @@ class Verdict:
     kind: str
     audience: str
     due_at: float
-    outcome: str  # on_time, missed or open
+    outcome: str  # on_time, missed, open or cancelled
     # The first delivery in the log for this promise, if any (occurred_at, known at).
     delivered_at: float | None = None
     delivery_known_at: float | None = None
+    revisions: int = 0
 
     @property
     def labels(self) -> Labels:
@@ -102,6 +112,8 @@ class OracleResult:
     late_deliveries: Counter = field(default_factory=Counter)  # labels -> n
     open: Counter = field(default_factory=Counter)  # labels -> n
     overdue: Counter = field(default_factory=Counter)  # labels -> n
+    cancelled: Counter = field(default_factory=Counter)  # labels -> n
+    revisions: Counter = field(default_factory=Counter)  # labels -> n
     events: Counter = field(default_factory=Counter)  # valid, first-seen events by type
     rejected: Counter = field(default_factory=Counter)  # reason -> n
     duplicates: int = 0
@@ -158,6 +170,8 @@ def judge(
         records.sort(key=lambda r: r.offset)
         promises: dict[str, _Seen] = {}
         deliveries: dict[str, list[_Seen]] = {}
+        # promise id -> its deliveries, revisions and cancellations read after it, in order
+        story: dict[str, list[_Seen]] = {}
         seen_ids: set[str] = set()
         log_time = float("-inf")
         for record in records:
@@ -172,8 +186,12 @@ def judge(
             result.events[event.type] += 1
             if isinstance(event, Promise):
                 promises.setdefault(event.promise_id, _Seen(event, log_time))
-            elif isinstance(event, Delivery):
-                deliveries.setdefault(event.promise_id, []).append(_Seen(event, log_time))
+                story.setdefault(event.promise_id, [])
+            elif isinstance(event, (Delivery, PromiseRevised, PromiseCancelled)):
+                if isinstance(event, Delivery):
+                    deliveries.setdefault(event.promise_id, []).append(_Seen(event, log_time))
+                if event.promise_id in story:
+                    story[event.promise_id].append(_Seen(event, log_time))
 
         partition_time = log_time
         end = end_of_log_time.get(partition) if isinstance(end_of_log_time, Mapping) else end_of_log_time
@@ -182,9 +200,19 @@ def judge(
         result.partition_time[partition] = partition_time
 
         for promise_id, made in promises.items():
-            verdict = _verdict(partition, made.event, deliveries.get(promise_id, []),
-                               grace_seconds, partition_time)
+            if any(not isinstance(seen.event, Delivery) for seen in story[promise_id]):
+                verdict = _renegotiated_verdict(partition, made.event, story[promise_id],
+                                                deliveries.get(promise_id, []),
+                                                grace_seconds, partition_time)
+            else:
+                verdict = _verdict(partition, made.event, deliveries.get(promise_id, []),
+                                   grace_seconds, partition_time)
             result.verdicts[(partition, promise_id)] = verdict
+            if verdict.revisions:
+                result.revisions[verdict.labels] += verdict.revisions
+            if verdict.outcome == CANCELLED:
+                result.cancelled[verdict.labels] += 1
+                continue
             if verdict.outcome == OPEN:
                 result.open[verdict.labels] += 1
                 continue
@@ -221,6 +249,61 @@ def _verdict(partition: int, promise: Promise, deliveries: list[_Seen], grace: f
         outcome=outcome,
         delivered_at=first.event.occurred_at.timestamp() if first else None,
         delivery_known_at=first.known_at if first else None,
+    )
+
+
+def _renegotiated_verdict(partition: int, promise: Promise, story: list[_Seen],
+                          all_deliveries: list[_Seen], grace: float,
+                          partition_time: float) -> Verdict:
+    """A promise with revisions or cancellations: its story told in log order."""
+    due = promise.due_at.timestamp()
+    revisions = 0
+    outcome = None
+    # A delivery read before the promise waits for it, as the first delivery the book parks.
+    early = [seen for seen in all_deliveries if seen not in story][:1]
+    pending: _Seen | None = None  # a delivery late for the due time in force, deadline not passed
+    for seen in [*early, *story]:
+        event, known = seen.event, seen.known_at
+        if known > due + grace and (pending is not None or not isinstance(event, Delivery)):
+            outcome = MISSED  # the deadline passed before this was read
+            break
+        if isinstance(event, PromiseRevised):
+            if event.due_at.timestamp() == due:
+                continue  # nothing renegotiated
+            due = event.due_at.timestamp()
+            revisions += 1
+            if pending is not None and pending.event.occurred_at.timestamp() <= due \
+                    and pending.known_at <= due + grace:
+                outcome = ON_TIME
+                break
+        elif isinstance(event, PromiseCancelled):
+            if event.occurred_at.timestamp() <= due:
+                outcome = CANCELLED
+                break
+        else:
+            occurred = event.occurred_at.timestamp()
+            if occurred <= due and known <= due + grace:
+                outcome = ON_TIME
+                break
+            if known > due + grace:
+                outcome = MISSED
+                break
+            if pending is None:
+                pending = seen
+    if outcome is None:
+        outcome = MISSED if partition_time > due + grace else OPEN
+    first = all_deliveries[0] if all_deliveries else None
+    return Verdict(
+        partition=partition,
+        promise_id=promise.promise_id,
+        team=promise.team,
+        kind=promise.kind.value,
+        audience=promise.audience.value,
+        due_at=due,
+        outcome=outcome,
+        delivered_at=first.event.occurred_at.timestamp() if first and outcome != CANCELLED else None,
+        delivery_known_at=first.known_at if first and outcome != CANCELLED else None,
+        revisions=revisions,
     )
 
 

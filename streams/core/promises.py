@@ -13,11 +13,13 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Iterable, Iterator, Union
+from typing import Callable, Iterable, Iterator, Union
 
 ON_TIME = "on_time"
 MISSED = "missed"
 OUTCOMES = (ON_TIME, MISSED)
+# Not an outcome: a promise cancelled in time leaves the on-time/missed count.
+CANCELLED = "cancelled"
 
 DEFAULT_GRACE_SECONDS = 2.0
 # Ended promises are remembered this long after their due time so that duplicate
@@ -41,6 +43,11 @@ class PromiseRecord:
     ended_as: str | None = None
     delivered_at: float | None = None
     delivery_known_at: float | None = None
+    made_at: float | None = None  # when the promise was made (event time)
+    revisions: int = 0  # times the due time was renegotiated
+    # When to warn that the promise is at risk (partition time); None: never.
+    at_risk_at: float | None = None
+    warned: bool = False  # the at-risk warning for the current due time was given
 
     @property
     def labels(self) -> Labels:
@@ -53,6 +60,10 @@ class PromiseRecord:
     @property
     def is_overdue(self) -> bool:
         return self.ended_as == MISSED and self.delivered_at is None
+
+    @property
+    def is_at_risk(self) -> bool:
+        return self.warned and self.ended_as is None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,6 +86,23 @@ class PromiseMissed:
 
 
 @dataclass(frozen=True, slots=True)
+class PromiseAtRisk:
+    record: PromiseRecord
+    declared_at: float  # the partition time at which the warning became due
+
+
+@dataclass(frozen=True, slots=True)
+class PromiseRevised:
+    record: PromiseRecord
+    previous_due_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PromiseCancelled:
+    record: PromiseRecord
+
+
+@dataclass(frozen=True, slots=True)
 class LateDelivery:
     record: PromiseRecord
     lateness_seconds: float
@@ -82,7 +110,9 @@ class LateDelivery:
     reported_late: bool
 
 
-Change = Union[PromiseKept, PromiseMissed, LateDelivery]
+Change = Union[
+    PromiseKept, PromiseMissed, LateDelivery, PromiseAtRisk, PromiseRevised, PromiseCancelled
+]
 
 
 class OutcomeTotals:
@@ -92,19 +122,26 @@ class OutcomeTotals:
     ``archived_through``, the latest forget time they had.
     """
 
-    __slots__ = ("outcomes", "late_deliveries", "archived_through")
+    __slots__ = ("outcomes", "late_deliveries", "cancelled", "revisions", "archived_through")
 
     def __init__(self) -> None:
         self.outcomes: Counter[tuple[str, str, str, str]] = Counter()
         self.late_deliveries: Counter[Labels] = Counter()
+        self.cancelled: Counter[Labels] = Counter()
+        self.revisions: Counter[Labels] = Counter()
         self.archived_through: float | None = None
 
     def count(self, record: "PromiseRecord") -> None:
-        """Add what an ended record contributes."""
-        team, kind, audience = record.labels
-        self.outcomes[(team, kind, audience, record.ended_as)] += 1
-        if record.ended_as == MISSED and record.delivered_at is not None:
-            self.late_deliveries[record.labels] += 1
+        """Add what a made record contributes: its outcome if ended, its revisions."""
+        labels = record.labels
+        if record.revisions:
+            self.revisions[labels] += record.revisions
+        if record.ended_as == CANCELLED:
+            self.cancelled[labels] += 1
+        elif record.ended_as is not None:
+            self.outcomes[(*labels, record.ended_as)] += 1
+            if record.ended_as == MISSED and record.delivered_at is not None:
+                self.late_deliveries[labels] += 1
 
     def copy(self) -> "OutcomeTotals":
         return OutcomeTotals.from_dict(self.to_dict())
@@ -114,6 +151,8 @@ class OutcomeTotals:
         return {
             "outcomes": {"|".join(k): v for k, v in self.outcomes.items()},
             "late_deliveries": {"|".join(k): v for k, v in self.late_deliveries.items()},
+            "cancelled": {"|".join(k): v for k, v in self.cancelled.items()},
+            "revisions": {"|".join(k): v for k, v in self.revisions.items()},
             "archived_through": self.archived_through,
         }
 
@@ -124,9 +163,11 @@ class OutcomeTotals:
         for key, value in data.get("outcomes", {}).items():
             team, kind, audience, outcome = key.split("|")
             totals.outcomes[(team, kind, audience, outcome)] = value
-        for key, value in data.get("late_deliveries", {}).items():
-            team, kind, audience = key.split("|")
-            totals.late_deliveries[(team, kind, audience)] = value
+        for name in ("late_deliveries", "cancelled", "revisions"):
+            counter = getattr(totals, name)
+            for key, value in data.get(name, {}).items():
+                team, kind, audience = key.split("|")
+                counter[(team, kind, audience)] = value
         return totals
 
 
@@ -154,13 +195,20 @@ class PromiseBook:
         self.archive = OutcomeTotals()
         self.open_count: Counter[Labels] = Counter()
         self.overdue_count: Counter[Labels] = Counter()
+        self.at_risk_count: Counter[Labels] = Counter()
         self._records: dict[str, PromiseRecord] = {}
+        # Ids of the records a worklist shows; small next to the book.
+        self.at_risk_ids: set[str] = set()
+        self.overdue_ids: set[str] = set()
         # Heaps with lazy deletion: an entry is acted on only if the record still
         # matches it, so a sweep costs O(expired), not O(open).
         self._deadlines: list[tuple[float, str]] = []
+        self._warnings: list[tuple[float, str]] = []
         self._forget_at: list[tuple[float, str]] = []
         self._dirty: set[str] = set()
         self._archive_dirty = False
+        # Told of every record let go after retention (e.g. to drop an index entry).
+        self.on_forget: Callable[[PromiseRecord], None] | None = None
 
     # -- reading ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -205,6 +253,7 @@ class PromiseBook:
         self._dirty.add(record.promise_id)
         self.open_count[record.labels] += 1
         heapq.heappush(self._deadlines, (record.due_at, record.promise_id))
+        self._schedule_warning(record)
         if earlier is not None:  # its delivery came first
             return self._judge_delivery(
                 record, earlier.delivered_at, earlier.delivery_known_at
@@ -227,8 +276,9 @@ class PromiseBook:
             self._dirty.add(promise_id)
             heapq.heappush(self._forget_at, (self._forget_time(parked), promise_id))
             return []
-        if not record.is_made or (record.ended_as is not None and record.delivered_at is not None):
-            return []  # parked already, or ended and delivered: a repeat changes nothing
+        if not record.is_made or record.ended_as == CANCELLED \
+                or (record.ended_as is not None and record.delivered_at is not None):
+            return []  # parked already, cancelled, or ended and delivered: nothing changes
         return self._judge_delivery(record, delivered_at, known_at)
 
     def expire(self, now: float) -> list[Change]:
@@ -243,11 +293,64 @@ class PromiseBook:
             self._end(record, MISSED)
             changes.append(PromiseMissed(record, declared_at=now))
             if record.delivered_at is None:
-                self.overdue_count[record.labels] += 1
+                self._mark_overdue(record)
             else:  # delivered after its due time, before the deadline was certain
                 changes.append(self._late(record))
+        warnings = self._warnings
+        while warnings and warnings[0][0] <= now:
+            at_risk_at, promise_id = heapq.heappop(warnings)
+            record = self._records.get(promise_id)
+            if record is None or record.ended_as is not None or record.warned \
+                    or record.at_risk_at != at_risk_at:
+                continue
+            record.warned = True
+            self.at_risk_count[record.labels] += 1
+            self.at_risk_ids.add(promise_id)
+            self._dirty.add(promise_id)
+            changes.append(PromiseAtRisk(record, declared_at=now))
         self._forget_old(now)
         return changes
+
+    def revise(self, promise_id: str, due_at: float, known_at: float,
+               at_risk_at: float | None = None) -> list[Change]:
+        """The promise was renegotiated to ``due_at``, known at ``known_at``.
+
+        Applies only while the promise is open and its current deadline (due + grace)
+        has not passed by ``known_at``: a due time cannot be moved after it was missed.
+        A revision read before its promise is ignored (see docs/guarantees.md).
+        ``at_risk_at`` is when to warn about the new due time (the caller's policy).
+        """
+        record = self._records.get(promise_id)
+        if record is None or not record.is_made or record.ended_as is not None \
+                or known_at > record.due_at + self.grace or due_at == record.due_at:
+            return []  # too late, or nothing to change (e.g. the same revision redelivered)
+        previous = record.due_at
+        self._clear_warning(record)
+        record.due_at = due_at
+        record.revisions += 1
+        record.at_risk_at = at_risk_at
+        self.totals.revisions[record.labels] += 1
+        self._dirty.add(promise_id)
+        heapq.heappush(self._deadlines, (due_at, promise_id))
+        self._schedule_warning(record)
+        changes: list[Change] = [PromiseRevised(record, previous_due_at=previous)]
+        if record.delivered_at is not None:  # delivered after the old due time: judge again
+            changes.extend(self._judge_delivery(record, record.delivered_at, record.delivery_known_at))
+        return changes
+
+    def cancel(self, promise_id: str, cancelled_at: float, known_at: float) -> list[Change]:
+        """The promise was withdrawn at ``cancelled_at``, known at ``known_at``.
+
+        Only a cancellation made by the due time and known by its deadline takes the
+        promise out of the count; later ones change nothing (the promise was, or will
+        be, judged as usual).
+        """
+        record = self._records.get(promise_id)
+        if record is None or not record.is_made or record.ended_as is not None \
+                or cancelled_at > record.due_at or known_at > record.due_at + self.grace:
+            return []
+        self._end(record, CANCELLED)
+        return [PromiseCancelled(record)]
 
     # -- persistence -----------------------------------------------------------
     def take_dirty(self) -> tuple[list[PromiseRecord], list[str], OutcomeTotals | None]:
@@ -287,7 +390,7 @@ class PromiseBook:
                     and book._forget_time(record) <= horizon:
                 book._dirty.add(record.promise_id)  # archived, deletion was lost: delete again
                 continue
-            if record.ended_as is not None:
+            if record.is_made:
                 book.totals.count(record)
             book._records[record.promise_id] = record
             if not record.is_made:
@@ -295,9 +398,14 @@ class PromiseBook:
             elif record.ended_as is None:
                 book.open_count[record.labels] += 1
                 heapq.heappush(book._deadlines, (record.due_at, record.promise_id))
+                if record.warned:
+                    book.at_risk_count[record.labels] += 1
+                    book.at_risk_ids.add(record.promise_id)
+                else:
+                    book._schedule_warning(record)
             else:
                 if record.is_overdue:
-                    book.overdue_count[record.labels] += 1
+                    book._mark_overdue(record)
                 heapq.heappush(book._forget_at, (book._forget_time(record), record.promise_id))
         return book
 
@@ -311,6 +419,7 @@ class PromiseBook:
             # Missed earlier, delivered now: no longer overdue.
             self._remember_delivery(record, delivered_at, known_at)
             self.overdue_count[record.labels] -= 1
+            self.overdue_ids.discard(record.promise_id)
             return [self._late(record)]
         if delivered_at <= due_at and known_at <= deadline:
             self._remember_delivery(record, delivered_at, known_at)
@@ -337,12 +446,31 @@ class PromiseBook:
         return LateDelivery(record, lateness_seconds=max(lateness, 0.0), reported_late=lateness <= 0)
 
     def _end(self, record: PromiseRecord, outcome: str) -> None:
+        self._clear_warning(record)
         record.ended_as = outcome
         self.open_count[record.labels] -= 1
-        team, kind, audience = record.labels
-        self.totals.outcomes[(team, kind, audience, outcome)] += 1
+        if outcome == CANCELLED:
+            self.totals.cancelled[record.labels] += 1
+        else:
+            team, kind, audience = record.labels
+            self.totals.outcomes[(team, kind, audience, outcome)] += 1
         self._dirty.add(record.promise_id)
         heapq.heappush(self._forget_at, (self._forget_time(record), record.promise_id))
+
+    def _schedule_warning(self, record: PromiseRecord) -> None:
+        if record.at_risk_at is not None and not record.warned:
+            heapq.heappush(self._warnings, (record.at_risk_at, record.promise_id))
+
+    def _clear_warning(self, record: PromiseRecord) -> None:
+        """The at-risk state ends with the promise or with its due time (a revision)."""
+        if record.warned:
+            record.warned = False
+            self.at_risk_count[record.labels] -= 1
+            self.at_risk_ids.discard(record.promise_id)
+
+    def _mark_overdue(self, record: PromiseRecord) -> None:
+        self.overdue_count[record.labels] += 1
+        self.overdue_ids.add(record.promise_id)
 
     def _forget_time(self, record: PromiseRecord) -> float:
         anchor = record.due_at if record.is_made else record.delivery_known_at
@@ -359,9 +487,12 @@ class PromiseBook:
                 continue  # a stale entry: the record was made or ended since
             if record.is_overdue:
                 self.overdue_count[record.labels] -= 1
+                self.overdue_ids.discard(promise_id)
             if record.is_made:
                 self.archive.count(record)
                 self.archive.archived_through = max(self.archive.archived_through or when, when)
                 self._archive_dirty = True
             del self._records[promise_id]
             self._dirty.add(promise_id)
+            if self.on_forget is not None:
+                self.on_forget(record)

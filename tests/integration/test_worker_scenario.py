@@ -103,7 +103,8 @@ def test_series_exist_from_the_start_then_a_full_scenario_adds_up(worker, broker
         <= set(REJECT_REASONS_ALL)
     for type_ in EVENT_TYPES:
         assert value(first, EVENTS, type=type_) is not None, f"no {EVENTS}{{type={type_}}}"
-    assert set(EVENT_TYPES) == {"greeting", "response", "promise", "delivery"}
+    assert {"greeting", "response", "promise", "delivery", "inquiry", "promise_revised",
+            "promise_cancelled", "feedback", "complaint"} == set(EVENT_TYPES)
     assert value(first, DUPLICATES) == 0
 
     # The miss of P2 must come from the caught-up rule alone, so the worker must hold every

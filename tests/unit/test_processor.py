@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from streams.collector import PromiseStateCollector
 from streams.metrics import Instruments, TeamLabels
+from streams.policy import Policy
 from streams.processor import EventProcessor
 from streams.state import PartitionStates
 
@@ -39,13 +40,14 @@ class ChangelogTable:
         return table
 
 
-def make_worker(tables=None, max_teams=50):
+def make_worker(tables=None, max_teams=50, policy=None):
     tables = tables or (ChangelogTable(), ChangelogTable(), ChangelogTable())
     states = PartitionStates(*tables, grace_seconds=2.0)
     registry = CollectorRegistry()
     instruments = Instruments(registry, TeamLabels(max_teams))
-    registry.register(PromiseStateCollector(states.books, instruments, at_risk_seconds=60))
-    return EventProcessor(states, instruments), registry, tables
+    registry.register(PromiseStateCollector(states.books, instruments, states.inquiry_books))
+    policy = policy or Policy.default(at_risk_seconds=60)
+    return EventProcessor(states, instruments, policy), registry, tables
 
 
 def event(event_type, event_id, case_id="c1", at=NOW, **fields):
@@ -163,5 +165,7 @@ def test_open_promises_due_within_the_at_risk_window_are_at_risk():
                            due_at=(NOW + timedelta(minutes=10)).isoformat())),
     ])
     labels = dict(team="billing", kind="callback", audience="external")
+    assert sample(registry, "servicewatch_promises_at_risk", **labels) == 0  # until a sweep
+    processor.sweep(processor.states.get(0))
     assert sample(registry, "servicewatch_promises_at_risk", **labels) == 1
     assert sample(registry, "servicewatch_promises_open", **labels) == 2
