@@ -1,8 +1,10 @@
 """The policy file: what it accepts, what it refuses (and says so), and what each lookup returns."""
 
+import re
 import subprocess
 import sys
 import textwrap
+import tomllib
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -350,3 +352,11 @@ def test_check_runs_as_a_module():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("policy OK: 2 calendars, 4 teams")
+
+
+def test_the_example_in_the_docs_means_what_the_docs_say():
+    docs = (EXAMPLE.parents[1] / "docs" / "policy.md").read_text()
+    policy = policy_from_dict(tomllib.loads(re.search(r"```toml\n(.*?)```", docs, re.S).group(1)))
+    assert policy.response_target("billing", "email", "urgent") == Target(2 * H, policy.calendars["uk-office"])
+    assert policy.response_target("sales", "email", "urgent") == Target(H)
+    assert policy.response_target("billing", "chat") == Target(60, policy.calendars["uk-office"])
