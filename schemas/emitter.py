@@ -267,6 +267,47 @@ class Emitter:
         """Promise ``promise_id`` kept at ``occurred_at`` (default now)."""
         return self._emit("delivery", locals())
 
+    def inquiry(self, *, case_id: str, team: str, channel: str, priority: str | None = None,
+                event_id: str | None = None, occurred_at: datetime | str | None = None,
+                agent_id: str | None = None, customer_id: str | None = None,
+                source: str | None = None, audience: str | None = None,
+                wait: bool = False) -> Emitted:
+        """The customer asked something at ``occurred_at`` (default now) and waits for an answer;
+        the next ``response`` on the case answers it."""
+        return self._emit("inquiry", locals())
+
+    def promise_revised(self, *, case_id: str, team: str, channel: str, promise_id: str,
+                        due_at: datetime | str | timedelta, event_id: str | None = None,
+                        occurred_at: datetime | str | None = None, agent_id: str | None = None,
+                        customer_id: str | None = None, source: str | None = None,
+                        audience: str | None = None, wait: bool = False) -> Emitted:
+        """Promise ``promise_id`` renegotiated to the new ``due_at``, before the old one passed."""
+        return self._emit("promise_revised", locals())
+
+    def promise_cancelled(self, *, case_id: str, team: str, channel: str, promise_id: str,
+                          reason: str | None = None, event_id: str | None = None,
+                          occurred_at: datetime | str | None = None, agent_id: str | None = None,
+                          customer_id: str | None = None, source: str | None = None,
+                          audience: str | None = None, wait: bool = False) -> Emitted:
+        """Promise ``promise_id`` withdrawn before its due time."""
+        return self._emit("promise_cancelled", locals())
+
+    def feedback(self, *, case_id: str, team: str, channel: str, score: int,
+                 event_id: str | None = None, occurred_at: datetime | str | None = None,
+                 agent_id: str | None = None, customer_id: str | None = None,
+                 source: str | None = None, audience: str | None = None,
+                 wait: bool = False) -> Emitted:
+        """The customer's satisfaction score, 1 (very dissatisfied) to 5 (very satisfied)."""
+        return self._emit("feedback", locals())
+
+    def complaint(self, *, case_id: str, team: str, channel: str, category: str | None = None,
+                  event_id: str | None = None, occurred_at: datetime | str | None = None,
+                  agent_id: str | None = None, customer_id: str | None = None,
+                  source: str | None = None, audience: str | None = None,
+                  wait: bool = False) -> Emitted:
+        """A customer complaint about the case."""
+        return self._emit("complaint", locals())
+
     def _emit(self, event_type: str, arguments: dict[str, Any]) -> Emitted:
         fields = {name: value for name, value in arguments.items() if name not in ("self", "wait")}
         if fields.get("source") is None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from dataclasses import replace
 
 from streams import settings as defaults
-from streams.settings import Settings
+from streams.settings import Settings, policy_file
 
 DESCRIPTION = """\
 servicewatch watches interaction events (greeting, response, promise, delivery) on
@@ -49,10 +48,11 @@ def _add_worker_options(parser: argparse.ArgumentParser, with_broker: bool = Tru
         "(default: TOPIC.findings; env SERVICEWATCH_FINDINGS_TOPIC)",
     )
     parser.add_argument(
-        "--policy", type=Path, default=base.policy_path, dest="policy_path", metavar="FILE",
+        "--policy", type=policy_file, default=base.policy_path, dest="policy_path", metavar="FILE",
         help="service policy (TOML): response/greeting targets, business-hours calendars, "
         "at-risk thresholds, objectives; see deploy/policy.example.toml and docs/policy.md. "
-        "Without it: built-in targets, around the clock (env SERVICEWATCH_POLICY)",
+        "'demo' is the demo's policy (targets in seconds). Without it: built-in targets, "
+        "around the clock (env SERVICEWATCH_POLICY)",
     )
     parser.add_argument(
         "--partitions", type=int, default=base.partitions,

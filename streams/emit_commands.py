@@ -140,10 +140,15 @@ def add_commands(commands: Any) -> None:
     specific = emit.add_argument_group("per type")
     specific.add_argument("--contact-at", help="greeting: when the customer reached out")
     specific.add_argument("--requested-at", help="response: when the customer asked")
-    specific.add_argument("--priority", choices=[p.value for p in Priority], help="response: urgency")
-    specific.add_argument("--promise-id", help="promise, delivery: the promise's id")
-    specific.add_argument("--due-at", help="promise: when it falls due (e.g. +2h)")
+    specific.add_argument("--priority", choices=[p.value for p in Priority],
+                          help="greeting, response, inquiry: urgency")
+    specific.add_argument("--promise-id",
+                          help="promise, delivery, promise_revised, promise_cancelled: the promise's id")
+    specific.add_argument("--due-at", help="promise, promise_revised: when it falls due (e.g. +2h)")
     specific.add_argument("--kind", choices=[k.value for k in PromiseKind], help="promise: what was promised")
+    specific.add_argument("--reason", help="promise_cancelled: why, in a few words")
+    specific.add_argument("--score", type=int, help="feedback: satisfaction, 1 to 5")
+    specific.add_argument("--category", help="complaint: what it is about")
     emit.add_argument("--dry-run", action="store_true",
                       help="validate and print the record (key and JSON) without sending it")
     kafka_options(emit)
@@ -210,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
 # -- emit -------------------------------------------------------------------------------------------
 _FLAG_FIELDS = ("case_id", "team", "channel", "event_id", "occurred_at", "agent_id", "customer_id",
                 "source", "audience", "contact_at", "requested_at", "priority", "promise_id",
-                "due_at", "kind")
+                "due_at", "kind", "reason", "score", "category")
 _TIME_FIELDS = ("occurred_at", "contact_at", "requested_at", "due_at")
 
 

@@ -18,6 +18,7 @@ from streams.kafka_broker import ApacheKafkaBroker
 from streams.scrape import summarize
 from streams.settings import Settings
 from streams.simulation import run_simulation
+from streams.settings import DEMO_POLICY
 from streams.worker import WorkerError, prepare
 
 WORKER_READY_TIMEOUT = 90.0
@@ -44,7 +45,12 @@ def run_local_stack(args: Namespace, settings: Settings) -> None:
         metrics_url = f"http://{settings.web_host}:{settings.web_port}/metrics"
         say(f"Starting a worker (log: {state_dir / 'worker.log'}) ...")
         wait_for_worker(worker, metrics_url, state_dir / "worker.log")
+        base_url = metrics_url.removesuffix("/metrics")
         say(f"Worker ready. Metrics: {metrics_url}")
+        say(f"Worklists: {base_url}/promises/overdue  {base_url}/promises/at-risk")
+        say(f"Findings are published to the topic {settings.findings_topic}")
+        if settings.policy_path is None:
+            say(f"Policy: {DEMO_POLICY} (targets in seconds, to match the simulated traffic)")
         simulator = start_simulator(broker.bootstrap, settings.topic, args.rate, simulator_stop)
         say(f"Simulating {args.rate:g} customer cases per second. Press Ctrl-C to stop.\n")
         show_summaries(metrics_url, worker, simulator, args.duration)
@@ -71,6 +77,8 @@ def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
         "--web-port", str(settings.web_port), "--web-host", settings.web_host,
         "--grace", str(settings.grace_seconds), "--at-risk", str(settings.at_risk_seconds),
         "--log-level", settings.log_level,
+        "--policy", str(settings.policy_path or "demo"),
+        "--findings-topic", settings.findings_topic,
     ]
     env = dict(os.environ, SERVICEWATCH_DATA_DIR=str(settings.data_dir))
     with open(log_path, "ab") as log:

@@ -17,6 +17,7 @@ class Summary:
     late_deliveries: int
     open: int
     overdue: int
+    responses_overdue: int
     rejected: int
     duplicates: int
 
@@ -26,7 +27,8 @@ class Summary:
         return (
             f"events {self.events:,} | promises: {self.on_time:,} on time, {self.missed:,} missed "
             f"({rate}), {self.open:,} open, {self.overdue:,} overdue, "
-            f"{self.late_deliveries:,} late deliveries | rejected {self.rejected:,}, "
+            f"{self.late_deliveries:,} late deliveries | "
+            f"{self.responses_overdue:,} customers waiting past target | rejected {self.rejected:,}, "
             f"duplicates {self.duplicates:,}"
         )
 
@@ -48,6 +50,7 @@ def summarize(url: str, timeout: float = 2.0) -> Summary:
         late_deliveries=int(sums["servicewatch_late_deliveries_total"]),
         open=int(sums["servicewatch_promises_open"]),
         overdue=int(sums["servicewatch_promises_overdue"]),
+        responses_overdue=int(sums["servicewatch_responses_overdue"]),
         rejected=int(sums["servicewatch_events_rejected_total"]),
         duplicates=int(sums["servicewatch_events_duplicate_total"]),
     )

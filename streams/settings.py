@@ -11,10 +11,19 @@ DEFAULT_TOPIC = "servicewatch.events"
 DEFAULT_PARTITIONS = 8
 DEFAULT_WEB_PORT = 6066
 DEFAULT_INGEST_MAX_BYTES = 1024 * 1024
+# `--policy demo`: targets in seconds, for the simulator's compressed time (servicewatch run).
+DEMO_POLICY = Path(__file__).with_name("demo_policy.toml")
 
 
 def env(name: str, default: str) -> str:
     return os.environ.get(f"SERVICEWATCH_{name}", default)
+
+
+def policy_file(value: str | Path | None) -> Path | None:
+    """A policy path as given by flag or environment; ``demo`` names the packaged demo policy."""
+    if value is None or str(value) == "":
+        return None
+    return DEMO_POLICY if str(value) == "demo" else Path(value)
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,7 @@ class Settings:
     ingest_token: str | None = field(default_factory=lambda: env("INGEST_TOKEN", "") or None, repr=False)
     ingest_max_bytes: int = field(default_factory=lambda: int(env("INGEST_MAX_BYTES", str(DEFAULT_INGEST_MAX_BYTES))))
     # The service policy (targets, calendars, at-risk thresholds); None: built-in defaults.
-    policy_path: Path | None = field(default_factory=lambda: Path(p) if (p := env("POLICY", "")) else None)
+    policy_path: Path | None = field(default_factory=lambda: policy_file(env("POLICY", "")))
     findings_topic_name: str = field(default_factory=lambda: env("FINDINGS_TOPIC", ""))
     sweep_interval: float = 0.2
     log_level: str = field(default_factory=lambda: env("LOG_LEVEL", "warning"))

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import schemas.emitter as emitter_module
-from schemas import Delivery, Promise, decode_event
+from schemas import EVENT_TYPES, Delivery, Promise, decode_event
 from schemas.emitter import (
     BrokerUnreachableError,
     EmitError,
@@ -239,15 +239,25 @@ def test_helpers_send_validated_events_keyed_by_case(fake_kafka):
     assert records[0]["timestamp_ms"] is None  # the producer's clock stamps live events
 
 
-def test_all_four_helpers(fake_kafka):
+def test_a_helper_for_every_event_type(fake_kafka):
     with Emitter() as emitter:
         emitter.greeting(case_id="c", team="t", channel="chat", contact_at=T0, occurred_at=T0)
         emitter.response(case_id="c", team="t", channel="chat", requested_at=T0, priority="high")
         emitter.promise(case_id="c", team="t", channel="chat", promise_id="p", kind="refund",
                         due_at=T0 + timedelta(days=1))
         emitter.delivery(case_id="c", team="t", channel="chat", promise_id="p")
-        types = [json.loads(r["value"])["type"] for r in sent(emitter)]
-    assert types == ["greeting", "response", "promise", "delivery"]
+        emitter.inquiry(case_id="c", team="t", channel="chat", priority="urgent")
+        emitter.promise_revised(case_id="c", team="t", channel="chat", promise_id="p",
+                                due_at=T0 + timedelta(days=2))
+        emitter.promise_cancelled(case_id="c", team="t", channel="chat", promise_id="p",
+                                  reason="no longer needed")
+        emitter.feedback(case_id="c", team="t", channel="chat", score=4)
+        emitter.complaint(case_id="c", team="t", channel="chat", category="waiting time")
+        bodies = [json.loads(r["value"]) for r in sent(emitter)]
+    assert [body["type"] for body in bodies] == list(EVENT_TYPES)
+    assert bodies[7]["score"] == 4 and bodies[5]["due_at"].startswith("2026")
+    with Emitter() as emitter, pytest.raises(InvalidEventError, match="score"):
+        emitter.feedback(case_id="c", team="t", channel="chat", score=6)
 
 
 def test_send_accepts_a_model_a_dict_or_json(fake_kafka):

@@ -360,3 +360,16 @@ def test_the_example_in_the_docs_means_what_the_docs_say():
     assert policy.response_target("billing", "email", "urgent") == Target(2 * H, policy.calendars["uk-office"])
     assert policy.response_target("sales", "email", "urgent") == Target(H)
     assert policy.response_target("billing", "chat") == Target(60, policy.calendars["uk-office"])
+
+
+def test_the_readme_policy_example_loads_and_says_what_the_readme_says():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Service policy"):readme.index("## Findings and worklists")]
+    toml_text = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    policy = policy_from_dict(tomllib.loads(toml_text), source="README.md")
+    friday = datetime(2026, 11, 27, 17, 25, tzinfo=ZoneInfo("Europe/London")).timestamp()
+    monday = datetime(2026, 11, 30, 9, 5, tzinfo=ZoneInfo("Europe/London")).timestamp()
+    assert policy.response_target("billing", "email").elapsed(friday, monday) == 600
+    assert policy.response_target("billing", "email").seconds == 4 * 3600
+    assert policy.response_target("support", "email", "urgent").seconds == 3600
+    assert policy.objectives("billing").promise_on_time == 0.97
