@@ -86,7 +86,9 @@ def test_workers_and_simulator_run_the_project_image(stack):
     assert (ROOT / services["worker"]["build"] / "Dockerfile").is_file()
     worker, simulator = services["worker"], services["simulator"]
     assert worker["deploy"]["replicas"] == 2
-    assert worker["command"] == ["worker", "--broker", "kafka://kafka:9092", "--web-host", "0.0.0.0"]
+    # the built-in demo policy: targets and at-risk thresholds scaled to the simulator's seconds
+    assert worker["command"] == ["worker", "--broker", "kafka://kafka:9092", "--web-host", "0.0.0.0",
+                                 "--policy", "demo"]
     assert simulator["command"] == ["simulate", "--broker", "kafka://kafka:9092"]
     assert simulator["image"] == worker["image"]
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
