@@ -13,7 +13,13 @@ Promise outcomes are read from the recording rule
 totals live in partition state and move between workers, so they are summed over workers
 before any ``increase`` (a per-worker increase would count a moving partition twice). The
 on-time objective is the recording rule ``servicewatch:slo_objective:ratio`` (0.95 by
-default), so the dashboards and the burn-rate alerts share one number.
+default), so the dashboards and the burn-rate alerts share one number. Renegotiations,
+cancellations and answered inquiries live in partition state too and are read from their
+recorded sums over workers (``team:servicewatch_promise_revisions_total:sum`` ...).
+
+Response and greeting targets are the service policy's (per team, channel and priority, in
+business hours; docs/policy.md): the worker judges each answer and counts it in
+``servicewatch_{responses,greetings}_total{within_target}``, so no target is written here.
 """
 
 from __future__ import annotations
@@ -34,8 +40,6 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import prometheus as pm
 
-from schemas.events import Channel
-
 HERE = Path(__file__).resolve().parent
 
 DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
@@ -50,11 +54,18 @@ BURN_RATE = "team:servicewatch_promises_on_time:burnrate{window}"
 SLO_PERIOD = "30d"  # the error budget period the burn-rate alerts assume
 FAST_BURN, SLOW_BURN = 14.4, 6  # thresholds of OnTimeSLOFastBurn (1h/5m and 6h/30m pairs)
 
-# Response targets, seconds, on bucket edges of servicewatch_response_seconds: the same
-# targets as the within-target recording rules (a test keeps the two in step).
-RESPONSE_TARGETS = {"chat": 60, "phone": 300, "email": 3600}
-DEFAULT_RESPONSE_TARGET = 900
-CHANNELS = tuple(channel.value for channel in Channel)
+# Recorded sums over workers of partition-held counters (deploy/prometheus/rules/recording.yml).
+REVISIONS = "team:servicewatch_promise_revisions_total:sum"
+CANCELLED = "team:servicewatch_promises_cancelled_total:sum"
+# Recorded per-team customer figures, by window ("1h" or "1d").
+RENEGOTIATED_SHARE = "team:servicewatch_promises_renegotiated:ratio_rate{window}"
+CANCELLED_SHARE = "team:servicewatch_promises_cancelled:ratio_rate{window}"
+CSAT = "team:servicewatch_feedback_csat:ratio_rate{window}"
+AVERAGE_SCORE = "team:servicewatch_feedback_score:avg_rate{window}"
+COMPLAINTS_PER_1000 = "team:servicewatch_complaints_per_1000_interactions:ratio_rate{window}"
+OLDEST_OVERDUE = "servicewatch_promise_overdue_oldest_seconds"  # 10 per worker, by rank
+WORKLIST_HINT = ("For case and promise ids ask each worker's worklist, GET /promises/overdue "
+                 "(?team=, ?limit= 1..1000; most overdue first).")
 
 DASHBOARD_FILES = {
     "servicewatch-overview": "servicewatch-overview.json",
@@ -103,32 +114,19 @@ def quantile(q: float, histogram: str, by: str | None, *matchers: str,
     return f"{expr} >= 0" if observed_only else expr
 
 
-def _le(seconds: int) -> str:
-    # prometheus_client writes the edge as "60.0"; Prometheus 3 normalises it to "60".
-    return f'le=~"{seconds}' + r'(\\.0)?"'
+def within_target(counter: str, *matchers: str, by: str = "channel",
+                  window: str = "$__range") -> str:
+    """Share of ``counter``'s answers (servicewatch_responses_total or _greetings_total) the
+    worker judged within the policy's target, per ``by``; absent where there were none."""
+    within = sel(counter, JOB, *matchers, 'within_target="true"')
+    judged = sel(counter, JOB, *matchers)
+    return (f"sum by ({by}) (rate({within}[{window}]))\n"
+            f"  / (sum by ({by}) (rate({judged}[{window}])) > 0)")
 
 
-def response_target(*matchers: str, window: str = "$__range") -> str:
-    """The target of each channel that had responses in ``window``, as a series per channel."""
-    per_channel = " or ".join(
-        f'label_replace(vector({RESPONSE_TARGETS.get(channel, DEFAULT_RESPONSE_TARGET)}), '
-        f'"channel", "{channel}", "", "")'
-        for channel in CHANNELS)
-    answered = sel("servicewatch_response_seconds_count", JOB, *matchers)
-    return f"({per_channel})\n  and on (channel) (sum by (channel) (increase({answered}[{window}])) > 0)"
-
-
-def within_target(*matchers: str, window: str = "$__range") -> str:
-    """Share of responses within their channel's target, per channel (exact bucket reads)."""
-    bucket = "servicewatch_response_seconds_bucket"
-    named = "|".join(RESPONSE_TARGETS)
-    reads = [f"rate({sel(bucket, JOB, *matchers, 'channel=' + json.dumps(channel), _le(seconds))}[{window}])"
-             for channel, seconds in RESPONSE_TARGETS.items()]
-    others = sel(bucket, JOB, *matchers, "channel!~" + json.dumps(named), _le(DEFAULT_RESPONSE_TARGET))
-    reads.append(f"rate({others}[{window}])")
-    answered = sel("servicewatch_response_seconds_count", JOB, *matchers)
-    return (f"sum by (channel) (\n    " + "\n  or ".join(reads) + "\n)\n"
-            f"  / (sum by (channel) (rate({answered}[{window}])) > 0)")
+def settled_rate(counter: str, *matchers: str) -> str:
+    """Per minute, from a recorded sum over workers of a partition-held counter."""
+    return f"sum(rate({sel(counter, *matchers)}[$__rate_interval])) * 60"
 
 
 # -- panels ----------------------------------------------------------------------------------------
@@ -155,6 +153,10 @@ ON_TIME_COLOURS = thresholds((None, RED), (0.9, ORANGE), (0.95, GREEN))
 COUNT_BAD_COLOURS = thresholds((None, GREEN), (1, RED))
 COUNT_WARN_COLOURS = thresholds((None, GREEN), (1, ORANGE))
 NEUTRAL = thresholds((None, BLUE))
+CSAT_COLOURS = thresholds((None, RED), (0.7, ORANGE), (0.8, GREEN))
+SCORE_COLOURS = thresholds((None, RED), (3.5, ORANGE), (4, GREEN))
+COMPLAINT_COLOURS = thresholds((None, GREEN), (5, ORANGE), (10, RED))
+SHARE_COLOURS = thresholds((None, GREEN), (0.1, ORANGE), (0.25, RED))
 
 
 def _finish(panel, title: str, description: str, unit: str,
@@ -261,6 +263,27 @@ def columns(title: str, description: str, unit: str, key: str,
                    [target for _, target in named_targets], width, height)
 
 
+def series_table(title: str, description: str, unit: str, target: prom.Dataquery,
+                 label_columns: list[str], value_name: str, *, width: int = 12, height: int = 8,
+                 decimals: int | None = None) -> table.Panel:
+    """A table of one instant query: a row per series, ``label_columns`` then its value
+    (named ``value_name``), largest value first."""
+    order = {name: index for index, name in enumerate([*label_columns, "Value"])}
+    panel = (table.Panel()
+             .show_header(True)
+             .cell_height(cm.TableCellHeight.SM)
+             .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
+                 "excludeByName": {"Time": True, "__name__": True, "job": True},
+                 "indexByName": order,
+                 "renameByName": {"Value": value_name},
+             }))
+             .sort_by([common_builders.TableSortByFieldState().display_name(value_name).desc(True)])
+             .no_value("none"))
+    if decimals is not None:
+        panel.decimals(decimals)
+    return _finish(panel, title, description, unit, [target], width, height)
+
+
 def row(title: str) -> db.Row:
     return db.Row(title)
 
@@ -296,17 +319,18 @@ def response_panels(*matchers: str, scope: str) -> list:
         graph(
             "Response time p90 by channel",
             f"90th percentile of the time from a customer asking to being answered, per channel"
-            f"{scope}, from the classic histogram servicewatch_response_seconds. Targets: chat 60 s, "
-            f"phone 5 min, email 1 h, other channels 15 min (the table beside shows each channel "
-            f"against its target). Logarithmic axis.",
+            f"{scope}, from the classic histogram servicewatch_response_seconds (in business time "
+            f"where the team's policy has a calendar). Logarithmic axis. Targets are the service "
+            f"policy's, per team, channel and priority: see the within-target panels.",
             "s",
             [query(quantile(0.9, "servicewatch_response_seconds", "channel", *matchers), "{{channel}}")],
             log_scale=True),
         columns(
-            "Response time by channel against target, over the selected range",
+            "Response times by channel and share within target, over the selected range",
             f"p50, p90 and p99 response times per channel{scope} over the dashboard's time range, "
-            "the channel's target, and the share of responses within it (an exact bucket read: "
-            "targets sit on bucket edges, the same as the within-target recording rules).",
+            "the number of responses, and the share the worker judged within the service "
+            "policy's response target (per team, channel and priority, in business hours where "
+            "configured; servicewatch_responses_total{within_target}).",
             "s", "channel",
             [("p50", query(quantile(0.5, "servicewatch_response_seconds", "channel", *matchers,
                                     window="$__range", observed_only=True), instant=True, as_table=True)),
@@ -314,9 +338,30 @@ def response_panels(*matchers: str, scope: str) -> list:
                                     window="$__range", observed_only=True), instant=True, as_table=True)),
              ("p99", query(quantile(0.99, "servicewatch_response_seconds", "channel", *matchers,
                                     window="$__range", observed_only=True), instant=True, as_table=True)),
-             ("target", query(response_target(*matchers), instant=True, as_table=True)),
-             ("within target", query(within_target(*matchers), instant=True, as_table=True))],
-            column_units={"within target": "percentunit"}, decimals=1),
+             ("responses", query(
+                 f"round(sum by (channel) (increase({sel('servicewatch_responses_total', JOB, *matchers)}"
+                 f"[$__range]))) > 0", instant=True, as_table=True)),
+             ("within target", query(within_target("servicewatch_responses_total", *matchers),
+                                     instant=True, as_table=True))],
+            column_units={"within target": "percentunit", "responses": "short"}, decimals=1),
+        graph(
+            "Responses within target by channel",
+            f"Share of responses{scope} the worker judged within the service policy's response "
+            "target, per channel (servicewatch_responses_total{within_target}). The alert "
+            "ResponseTargetBreached tickets a channel below 90 % over 15 minutes.",
+            "percentunit",
+            [query(within_target("servicewatch_responses_total", *matchers,
+                                 window="$__rate_interval"), "{{channel}}")],
+            colours=thresholds((None, RED), (0.9, GREEN)), threshold_lines=True, decimals=1),
+        graph(
+            "Greetings within target by channel",
+            f"Share of new contacts{scope} greeted within the service policy's greeting target, "
+            "per channel (servicewatch_greetings_total{within_target}). The alert "
+            "GreetingTargetBreached tickets a channel below 90 % over 15 minutes.",
+            "percentunit",
+            [query(within_target("servicewatch_greetings_total", *matchers,
+                                 window="$__rate_interval"), "{{channel}}")],
+            colours=thresholds((None, RED), (0.9, GREEN)), threshold_lines=True, decimals=1),
         graph(
             "Time to greet p90 by channel",
             f"90th percentile of the time from a customer reaching out to being greeted, per "
@@ -360,16 +405,38 @@ def overview() -> dm.Dashboard:
         colours=COUNT_BAD_COLOURS, decimals=0).data_links([TEAM_LINK]))
     board.with_panel(big_numbers(
         "Promises at risk now",
-        "Open promises due within the at-risk window (the worker's --at-risk, 15 min by default) "
-        "of their partition's time, per team: act on these before they become misses "
-        "(servicewatch_promises_at_risk).",
+        "Open promises within their team's at-risk threshold of the due time (service policy, "
+        "per team and kind, in business hours where configured; 15 min by default), as of their "
+        "partition's time, per team: act on these before they become misses "
+        "(servicewatch_promises_at_risk). The list: GET /promises/at-risk on each worker.",
         "short",
         [query(f"sum by (team) ({sel('servicewatch_promises_at_risk', JOB)})", "{{team}}", instant=True)],
         colours=COUNT_WARN_COLOURS, decimals=0).data_links([TEAM_LINK]))
+    board.with_panel(series_table(
+        "Oldest overdue promises",
+        "The longest-overdue promises (missed, still not delivered) across all workers: each "
+        f"worker reports its 10 oldest in {OLDEST_OVERDUE} by rank, and the table shows the "
+        f"10 oldest of those, with team, kind and the worker holding them. {WORKLIST_HINT}",
+        "s",
+        query(f"topk(10, {sel(OLDEST_OVERDUE, JOB)})", instant=True, as_table=True),
+        ["team", "kind", "audience", "instance", "rank"], "overdue by",
+        width=24, height=8, decimals=0))
 
     board.with_row(row("Responses and greetings"))
     for panel in response_panels(scope=""):
         board.with_panel(panel)
+    board.with_panel(columns(
+        "Customers waiting for an answer, by team",
+        "Customers who asked and have no answer yet, per team: still within the response "
+        "target (servicewatch_inquiries_waiting), and past it (servicewatch_responses_overdue; "
+        "the alert ResponseOverdue tickets the team). Each overdue one is a response_overdue "
+        "finding on the findings topic.",
+        "short", "team",
+        [("waiting", query(f"sum by (team) ({sel('servicewatch_inquiries_waiting', JOB)})",
+                           instant=True, as_table=True)),
+         ("overdue", query(f"sum by (team) ({sel('servicewatch_responses_overdue', JOB)})",
+                           instant=True, as_table=True))],
+        width=12, height=8, decimals=0))
     board.with_panel(graph(
         "Delivery margin: how early promises are kept",
         "How long before the due time on-time promises were delivered, all teams: the median "
@@ -377,7 +444,55 @@ def overview() -> dm.Dashboard:
         "being kept at the last moment (servicewatch_delivery_margin_seconds).",
         "s",
         [query(quantile(0.5, "servicewatch_delivery_margin_seconds", None), "p50"),
-         query(quantile(0.1, "servicewatch_delivery_margin_seconds", None), "p10")]))
+         query(quantile(0.1, "servicewatch_delivery_margin_seconds", None), "p10")],
+        width=24, height=7))
+
+    board.with_row(row("Customers"))
+    board.with_panel(bars(
+        "CSAT by team, 24h",
+        "Customer satisfaction per team over the last 24 hours: the share of feedback scores "
+        "of 4 or 5 (out of 1-5). A team without feedback in the window shows no bar. Recording "
+        "rule team:servicewatch_feedback_csat:ratio_rate1d.",
+        "percentunit", [query(CSAT.format(window="1d"), "{{team}}", instant=True)],
+        colours=CSAT_COLOURS, max_value=1, decimals=1).data_links([TEAM_LINK]))
+    board.with_panel(bars(
+        "Average satisfaction score by team, 24h",
+        "The average feedback score (1 = very dissatisfied, 5 = very satisfied) per team over "
+        "the last 24 hours. Recording rule team:servicewatch_feedback_score:avg_rate1d.",
+        "none", [query(AVERAGE_SCORE.format(window="1d"), "{{team}}", instant=True)],
+        colours=SCORE_COLOURS, min_value=1, max_value=5, decimals=2).data_links([TEAM_LINK]))
+    board.with_panel(bars(
+        "Complaints per 1,000 interactions by team, 24h",
+        "Complaints per 1,000 interactions (greetings, responses and inquiries) per team over "
+        "the last 24 hours. Recording rule "
+        "team:servicewatch_complaints_per_1000_interactions:ratio_rate1d; the alert "
+        "ComplaintsRising warns when the last hour runs at twice the day's rate.",
+        "short", [query(COMPLAINTS_PER_1000.format(window="1d"), "{{team}}", instant=True)],
+        colours=COMPLAINT_COLOURS, decimals=1).data_links([TEAM_LINK]))
+    board.with_panel(bars(
+        "Renegotiated promises by team, 24h",
+        "Renegotiations (a promise_revised event moving a due time before it passed) per "
+        "promise settled in the last 24 hours (ended on time or missed, or cancelled), per team. "
+        "Frequent renegotiation means due times promised too optimistically. Recording rule "
+        "team:servicewatch_promises_renegotiated:ratio_rate1d.",
+        "percentunit", [query(RENEGOTIATED_SHARE.format(window="1d"), "{{team}}", instant=True)],
+        colours=SHARE_COLOURS, decimals=1).data_links([TEAM_LINK]))
+    board.with_panel(bars(
+        "Cancelled promises by team, 24h",
+        "Share of the promises settled in the last 24 hours that were cancelled before their "
+        "due time (they count neither on time nor missed), per team. Recording rule "
+        "team:servicewatch_promises_cancelled:ratio_rate1d.",
+        "percentunit", [query(CANCELLED_SHARE.format(window="1d"), "{{team}}", instant=True)],
+        colours=SHARE_COLOURS, max_value=1, decimals=1).data_links([TEAM_LINK]))
+    board.with_panel(graph(
+        "Renegotiations and cancellations per minute",
+        "Promises renegotiated (a new due time agreed before the old one passed) and cancelled, "
+        "per minute, all teams, from their sums over workers (recording rules "
+        f"{REVISIONS} and {CANCELLED}).",
+        "opm",
+        [query(f"sum by (team) (rate({REVISIONS}[$__rate_interval])) * 60", "{{team}} renegotiated"),
+         query(f"sum by (team) (rate({CANCELLED}[$__rate_interval])) * 60", "{{team}} cancelled")],
+        width=8, height=7))
 
     board.with_row(row("On-time SLO"))
     board.with_panel(big_numbers(
@@ -447,7 +562,8 @@ def team() -> dm.Dashboard:
         width=5, height=6, colours=COUNT_BAD_COLOURS, decimals=0))
     board.with_panel(big_numbers(
         "At risk now",
-        "$team's open promises due within the at-risk window (--at-risk, 15 min by default).",
+        "$team's open promises within the team's at-risk threshold of the due time (service "
+        "policy; 15 min by default). The list: GET /promises/at-risk?team=$team on each worker.",
         "short",
         [query(f"sum({sel('servicewatch_promises_at_risk', JOB, TEAM)})", "at risk", instant=True)],
         width=5, height=6, colours=COUNT_WARN_COLOURS, decimals=0))
@@ -495,6 +611,36 @@ def team() -> dm.Dashboard:
         "s",
         [query(quantile(0.5, "servicewatch_delivery_lateness_seconds", "kind", TEAM), "{{kind}}")],
         width=8, height=8))
+    board.with_panel(graph(
+        "Renegotiations and cancellations per minute",
+        "$team's promises renegotiated (a promise_revised event: a new due time agreed before "
+        "the old one passed) and cancelled before their due time, per minute, from their sums "
+        f"over workers (recording rules {REVISIONS} and {CANCELLED}).",
+        "opm",
+        [query(settled_rate(REVISIONS, TEAM), "renegotiated"),
+         query(settled_rate(CANCELLED, TEAM), "cancelled")],
+        width=8, height=8))
+    board.with_panel(big_numbers(
+        "Renegotiated and cancelled share of $team: 1h, 24h",
+        "Renegotiations per promise settled (ended on time or missed, or cancelled) and the "
+        "share cancelled, over the last hour and day. Renegotiating often means due times "
+        "promised too optimistically. Recording rules team:servicewatch_promises_renegotiated:* "
+        "and team:servicewatch_promises_cancelled:*.",
+        "percentunit",
+        [query(sel(RENEGOTIATED_SHARE.format(window="1h"), TEAM), "renegotiated 1h", instant=True),
+         query(sel(RENEGOTIATED_SHARE.format(window="1d"), TEAM), "renegotiated 24h", instant=True),
+         query(sel(CANCELLED_SHARE.format(window="1h"), TEAM), "cancelled 1h", instant=True),
+         query(sel(CANCELLED_SHARE.format(window="1d"), TEAM), "cancelled 24h", instant=True)],
+        width=8, height=8, colours=SHARE_COLOURS, decimals=1))
+    board.with_panel(series_table(
+        "Oldest overdue promises of $team",
+        "$team's longest-overdue promises (missed, still not delivered) among the 10 oldest each "
+        f"worker reports in {OLDEST_OVERDUE}: a worker whose 10 oldest belong to other teams "
+        f"shows none of $team's here. {WORKLIST_HINT.replace('?team=', '?team=$team')}",
+        "s",
+        query(f"topk(10, {sel(OLDEST_OVERDUE, JOB, TEAM)})", instant=True, as_table=True),
+        ["kind", "audience", "instance", "rank"], "overdue by",
+        width=8, height=8, decimals=0))
 
     board.with_row(row("Responses and greetings of $team"))
     for panel in response_panels(TEAM, scope=" of $team"):
@@ -506,6 +652,72 @@ def team() -> dm.Dashboard:
         [query(f"sum by (channel) (increase({sel('servicewatch_response_seconds_count', JOB, TEAM)}"
                f"[$__range]))", "{{channel}}", instant=True)],
         width=12, height=8, decimals=0))
+    board.with_panel(graph(
+        "Customers waiting for an answer",
+        "$team's customers who asked and have no answer yet: still within the response target "
+        "(servicewatch_inquiries_waiting) and past it (servicewatch_responses_overdue). The "
+        "alert ResponseOverdue tickets the team when any wait past the target for a minute.",
+        "short",
+        [query(f"sum({sel('servicewatch_inquiries_waiting', JOB, TEAM)})", "within target"),
+         query(f"sum({sel('servicewatch_responses_overdue', JOB, TEAM)})", "past target")],
+        width=12, height=8, decimals=0,
+        colours=thresholds((None, GREEN), (1, RED))))
+    board.with_panel(bars(
+        "Responses overdue now, by channel",
+        "$team's customers waiting for an answer past the response target, per channel "
+        "(servicewatch_responses_overdue). Each is a response_overdue finding on the findings "
+        "topic, keyed by case id.",
+        "short",
+        [query(f"sum by (channel) ({sel('servicewatch_responses_overdue', JOB, TEAM)})",
+               "{{channel}}", instant=True)],
+        width=12, height=8, colours=COUNT_BAD_COLOURS, decimals=0))
+
+    board.with_row(row("Customers of $team"))
+    board.with_panel(bars(
+        "Satisfaction scores of $team, over the selected range",
+        "How many feedback scores of each value $team received over the dashboard's time range "
+        "(1 = very dissatisfied, 5 = very satisfied; servicewatch_feedback_total).",
+        "short",
+        [query(f"sum by (score) (increase({sel('servicewatch_feedback_total', JOB, TEAM)}[$__range]))",
+               "score {{score}}", instant=True)],
+        width=8, height=8, decimals=0))
+    board.with_panel(big_numbers(
+        "CSAT of $team: 1h, 24h",
+        "Share of $team's feedback scores that were 4 or 5, over the last hour and day. The alert "
+        "SatisfactionDropping warns when the hour falls 15 points below the day. Recording "
+        "rules team:servicewatch_feedback_csat:*.",
+        "percentunit",
+        [query(sel(CSAT.format(window="1h"), TEAM), "1h", instant=True),
+         query(sel(CSAT.format(window="1d"), TEAM), "24h", instant=True)],
+        width=8, height=8, colours=CSAT_COLOURS, decimals=1))
+    board.with_panel(big_numbers(
+        "Average score of $team: 1h, 24h",
+        "$team's average feedback score (1-5) over the last hour and day. Recording rules "
+        "team:servicewatch_feedback_score:*.",
+        "none",
+        [query(sel(AVERAGE_SCORE.format(window="1h"), TEAM), "1h", instant=True),
+         query(sel(AVERAGE_SCORE.format(window="1d"), TEAM), "24h", instant=True)],
+        width=8, height=8, colours=SCORE_COLOURS, decimals=2))
+    board.with_panel(graph(
+        "Complaints per 1,000 interactions of $team, 1h and 24h windows",
+        "$team's complaints per 1,000 interactions (greetings, responses and inquiries) over "
+        "rolling 1-hour and 24-hour windows. The alert ComplaintsRising warns when the hour "
+        "runs at twice the day. Recording rules "
+        "team:servicewatch_complaints_per_1000_interactions:*.",
+        "short",
+        [query(sel(COMPLAINTS_PER_1000.format(window="1h"), TEAM), "1h"),
+         query(sel(COMPLAINTS_PER_1000.format(window="1d"), TEAM), "24h")],
+        width=12, height=8, decimals=1))
+    board.with_panel(graph(
+        "Feedback and complaints per hour",
+        "How many feedback scores and complaints $team receives, per hour "
+        "(servicewatch_feedback_total, servicewatch_complaints_total).",
+        "short",
+        [query(f"sum(rate({sel('servicewatch_feedback_total', JOB, TEAM)}[$__rate_interval])) * 3600",
+               "feedback scores"),
+         query(f"sum(rate({sel('servicewatch_complaints_total', JOB, TEAM)}[$__rate_interval])) * 3600",
+               "complaints")],
+        width=12, height=8))
 
     board.with_row(row("On-time SLO of $team"))
     board.with_panel(big_numbers(

@@ -324,6 +324,10 @@ class Renderer:
         key = min(order, key=order.get) if order else "series"
         units = {o["matcher"]["options"]: p["value"] for o in panel.get("fieldConfig", {}).get("overrides", [])
                  for p in o["properties"] if p["id"] == "unit"}
+        labels = [name for name in sorted(order, key=order.get) if not name.startswith("Value")]
+        if len(panel.get("targets", [])) == 1 and len(labels) > 1:
+            self._draw_series_table(ax, panel, defaults, labels, rename.get("Value", "Value"))
+            return
         columns, cells = [], {}
         for target in panel.get("targets", []):
             column = rename.get(f"Value #{target['refId']}", target["refId"])
@@ -337,15 +341,34 @@ class Renderer:
         body = [[row] + [format_value(cells[row].get(c), units.get(c, defaults.get("unit", "")),
                                       defaults.get("decimals")) for c in columns]
                 for row in sorted(cells)]
-        shown = ax.table(cellText=body, colLabels=[key, *columns], loc="upper center", cellLoc="right",
-                         colLoc="right", edges="horizontal")
-        shown.auto_set_font_size(False)
-        shown.set_fontsize(9)
-        shown.scale(1, 1.25)
-        for (line, _), cell in shown.get_celld().items():
-            cell.set_edgecolor("#DDDDDD")
-            if line == 0:
-                cell.set_text_props(weight="bold")
+        _show_table(ax, [key, *columns], body)
+
+    def _draw_series_table(self, ax, panel, defaults, labels: list[str], value_name: str) -> None:
+        """One row per series of the panel's single query: its labels, then its value, largest
+        first (the tables built with dashboards.build.series_table)."""
+        (target,) = panel["targets"]
+        found = [(series["metric"], value_of(series["value"][1]))
+                 for series in self.prometheus.instant(self.expr(target), self.end)]
+        if not found:
+            self._empty(ax, defaults.get("noValue", "no data"))
+            return
+        found.sort(key=lambda item: -item[1] if not math.isnan(item[1]) else math.inf)
+        body = [[metric.get(name, "") for name in labels]
+                + [format_value(value, defaults.get("unit", ""), defaults.get("decimals"))]
+                for metric, value in found]
+        _show_table(ax, [*labels, value_name], body)
+
+
+def _show_table(ax, header: list[str], body: list[list[str]]) -> None:
+    shown = ax.table(cellText=body, colLabels=header, loc="upper center", cellLoc="right",
+                     colLoc="right", edges="horizontal")
+    shown.auto_set_font_size(False)
+    shown.set_fontsize(9)
+    shown.scale(1, 1.25)
+    for (line, _), cell in shown.get_celld().items():
+        cell.set_edgecolor("#DDDDDD")
+        if line == 0:
+            cell.set_text_props(weight="bold")
 
 
 def _utc(moment: float) -> str:

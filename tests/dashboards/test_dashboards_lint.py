@@ -149,16 +149,20 @@ def test_queries_read_only_documented_metrics_and_existing_recording_rules():
     assert not unknown, "\n".join(sorted(unknown))
 
 
-def test_response_targets_match_the_within_target_recording_rules():
-    path = RULE_DIR / "recording.yml"
-    if not path.exists():
-        pytest.skip(f"{path} does not exist (yet)")
-    text = path.read_text(encoding="utf-8")
-    named = {channel: int(seconds) for channel, seconds in
-             re.findall(r'channel="(\w+)", le=~"(\d+)', text)}
-    default = {int(seconds) for seconds in re.findall(r'channel!~"[\w|]+", le=~"(\d+)', text)}
-    assert named == build.RESPONSE_TARGETS
-    assert default == {build.DEFAULT_RESPONSE_TARGET}
+def test_no_response_target_is_written_outside_the_policy():
+    """Targets are the service policy's (per team, channel, priority, business hours): the
+    worker judges each answer, and the dashboards and rules only read its verdicts."""
+    texts = {path.name: path.read_text(encoding="utf-8") for path in sorted(RULE_DIR.glob("*.yml"))}
+    texts.update({f"{e.name}": e.expr for e in EXPRESSIONS})
+    for name, text in texts.items():
+        assert not re.search(r"servicewatch_(response|greeting)_seconds_bucket\{[^}]*le=", text), (
+            f"{name} reads a response/greeting bucket edge as a target")
+    within = {(e.dashboard, e.panel) for e in EXPRESSIONS if "within target" in e.panel.lower()}
+    assert within, "no within-target panel"
+    for dashboard, panel in sorted(within):
+        exprs = [e.expr for e in EXPRESSIONS if (e.dashboard, e.panel) == (dashboard, panel)]
+        assert any(re.search(r'servicewatch_(responses|greetings)_total\{[^}]*within_target="true"', expr)
+                   for expr in exprs), f"{dashboard} / {panel} does not read the worker's verdicts"
 
 
 @pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda path: path.name)
