@@ -14,7 +14,7 @@ import faust
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from streams.collector import PromiseStateCollector
+from streams.collector import ObjectivesCollector, PromiseStateCollector
 from streams.deadletters import dead_letter
 from streams.ingest import install_ingest
 from streams.metrics import Instruments, TeamLabels
@@ -80,6 +80,7 @@ class Monitor:
         self.registry.register(
             PromiseStateCollector(self.states.books, self.instruments, self.states.inquiry_books)
         )
+        self.registry.register(ObjectivesCollector(self.policy, self.instruments))
         self.processor = EventProcessor(self.states, self.instruments, self.policy)
         self.progress = ConsumerProgress(app, settings.topic)
 

@@ -149,3 +149,31 @@ def _add_by_label(family, counts: Counter, teams, second_labels) -> None:
             for audience in AUDIENCES:
                 key = (team, second, audience)
                 family.add_metric(list(key), counts[key])
+
+
+class ObjectivesCollector:
+    """The policy's objectives for every team seen, so rules and dashboards can read them."""
+
+    def __init__(self, policy, instruments: Instruments) -> None:
+        self._policy = policy
+        self._instruments = instruments
+
+    def describe(self):
+        return [self._family()]
+
+    def collect(self):
+        family = self._family()
+        for team in list(self._instruments.teams.known):
+            objectives = self._policy.objectives(team)
+            for name in ("promise_on_time", "response_within_target", "greeting_within_target"):
+                family.add_metric([team, name], getattr(objectives, name))
+        return [family]
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "servicewatch_objective_ratio",
+            "The service policy's objective for each team: the share of promises on time, "
+            "of responses and of greetings within target that the team aims for.",
+            labels=["team", "objective"],
+        )

@@ -212,3 +212,23 @@ def test_a_bad_worklist_query_is_explained(query, message):
     with pytest.raises(WorklistQueryError, match=message):
         parse_query(query)
     assert parse_query({"team": "billing", "limit": "7"}) == ("billing", 7)
+
+
+def test_each_teams_objectives_are_exposed_from_the_policy():
+    from prometheus_client import CollectorRegistry
+
+    from streams.collector import ObjectivesCollector
+    from streams.metrics import Instruments, TeamLabels
+
+    registry = CollectorRegistry()
+    instruments = Instruments(registry, TeamLabels(10))
+    policy = policy_from_dict({"objectives": {"promise_on_time": 0.9},
+                               "teams": {"billing": {"objectives": {"promise_on_time": 0.99}}}})
+    registry.register(ObjectivesCollector(policy, instruments))
+    instruments.team_label("billing")
+    instruments.team_label("support")
+    value = registry.get_sample_value
+    assert value("servicewatch_objective_ratio", {"team": "billing", "objective": "promise_on_time"}) == 0.99
+    assert value("servicewatch_objective_ratio", {"team": "support", "objective": "promise_on_time"}) == 0.9
+    assert value("servicewatch_objective_ratio",
+                 {"team": "support", "objective": "response_within_target"}) == 0.9
