@@ -38,6 +38,19 @@ def test_each_team_gets_its_own_alerts(team, severity):
     routes_test({"alertname": "PromiseMissed", "team": team, "severity": severity}, TEAMS[team])
 
 
+def alert_labels() -> dict[str, dict]:
+    return {rule["alert"]: rule["labels"] for path in RULE_FILES
+            for group in load_yaml(path)["groups"] for rule in group["rules"] if "alert" in rule}
+
+
+@pytest.mark.parametrize("alertname", sorted(alert_labels()))
+def test_every_alert_reaches_the_team_it_names(alertname):
+    # Pipeline alerts name their team (platform); the others carry the metric's team.
+    labels = alert_labels()[alertname]
+    team = labels.get("team", "billing")
+    routes_test({"alertname": alertname, "team": team, "severity": labels["severity"]}, TEAMS[team])
+
+
 @pytest.mark.parametrize("severity", SEVERITIES)
 def test_a_team_without_a_route_goes_to_default(severity):
     routes_test({"alertname": "PromiseMissed", "team": "returns", "severity": severity}, "default")
