@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from streams.policy import DEFAULT_OBJECTIVES
 from tests.deploy.tools import (PROMETHEUS_DIR, ROOT, RULE_FILES, RULE_TESTS, RUNBOOK,
                                 load_yaml, require_tool, run)
 
@@ -102,9 +103,44 @@ def test_rules_read_only_documented_metrics():
         assert name in documented or base in documented, f"{name} is not in README's metrics table"
 
 
-def test_the_slo_objective_is_one_recording_rule_below_one():
-    rules = [rule for path in RULE_FILES for group in load_yaml(path)["groups"]
-             for rule in group["rules"] if rule.get("record") == "servicewatch:slo_objective:ratio"]
+def recording_rules(name: str) -> list[dict]:
+    return [rule for path in RULE_FILES for group in load_yaml(path)["groups"]
+            for rule in group["rules"] if rule.get("record") == name]
+
+
+def test_the_default_on_time_objective_is_the_policys_built_in_one():
+    rules = recording_rules("servicewatch:slo_objective:ratio")
     assert len(rules) == 1
     objective = float(re.fullmatch(r"vector\(([\d.]+)\)", rules[0]["expr"].strip()).group(1))
-    assert 0 < objective < 1
+    assert objective == DEFAULT_OBJECTIVES["promise_on_time"]
+
+
+def test_the_per_team_objectives_fall_back_to_the_policys_built_in_ones():
+    """team_objective:servicewatch_objective:ratio is the workers' servicewatch_objective_ratio,
+    or, for a team without it, the worker's own built-in objectives (streams/policy.py)."""
+    rules = recording_rules("team_objective:servicewatch_objective:ratio")
+    assert len(rules) == 1
+    expr = rules[0]["expr"]
+    assert 'max by (team, objective) (servicewatch_objective_ratio{job="servicewatch"})' in expr
+    gauge, *fallbacks = expr.split("or on (team, objective)")
+    assert "servicewatch_objective_ratio" in gauge
+    found = {}
+    for fallback in fallbacks:
+        name = re.search(r'"objective", "(\w+)"', fallback).group(1)
+        number = re.search(r"label_replace\(\s*([\d.]+) \*", fallback)
+        # on time reads the default rule checked above
+        found[name] = (DEFAULT_OBJECTIVES["promise_on_time"]
+                       if "servicewatch:slo_objective:ratio" in fallback else float(number.group(1)))
+    assert found == DEFAULT_OBJECTIVES
+
+
+def test_objective_alerts_read_the_per_team_objective():
+    rules = {rule.get("alert") or rule.get("record"): rule for path in RULE_FILES
+             for group in load_yaml(path)["groups"] for rule in group["rules"]}
+    for name, objective in (("ResponseTargetBreached", "response_within_target"),
+                            ("GreetingTargetBreached", "greeting_within_target")):
+        assert f'team_objective:servicewatch_objective:ratio{{objective="{objective}"}}' in rules[name]["expr"]
+    burn_rates = [name for name in rules if name.startswith("team:servicewatch_promises_on_time:burnrate")]
+    assert len(burn_rates) == 7
+    for name in burn_rates:
+        assert 'team_objective:servicewatch_objective:ratio{objective="promise_on_time"}' in rules[name]["expr"]
