@@ -11,9 +11,10 @@ this module, never the JSON. Every panel reads Prometheus through the dashboard 
 Promise outcomes are read from the recording rule
 ``team_outcome:servicewatch_promise_outcomes_total:sum`` (deploy/prometheus/rules): the
 totals live in partition state and move between workers, so they are summed over workers
-before any ``increase`` (a per-worker increase would count a moving partition twice). The
-on-time objective is the recording rule ``servicewatch:slo_objective:ratio`` (0.95 by
-default), so the dashboards and the burn-rate alerts share one number. Renegotiations,
+before any ``increase`` (a per-worker increase would count a moving partition twice). Each
+team's objectives are the service policy's, read from the recording rule
+``team_objective:servicewatch_objective:ratio`` (built-in 0.95 on time, 0.90 within target for a
+team without them), so the dashboards and the alerts hold a team to the same numbers. Renegotiations,
 cancellations and answered inquiries live in partition state too and are read from their
 recorded sums over workers (``team:servicewatch_promise_revisions_total:sum`` ...).
 
@@ -49,7 +50,10 @@ MISSED = 'outcome="missed"'
 ON_TIME = 'outcome="on_time"'
 
 OUTCOMES = "team_outcome:servicewatch_promise_outcomes_total:sum"  # recorded: sum by (team, outcome)
-OBJECTIVE = "servicewatch:slo_objective:ratio"
+OBJECTIVES = "team_objective:servicewatch_objective:ratio"  # recorded: the policy's, per team
+ON_TIME_OBJECTIVE = 'objective="promise_on_time"'
+RESPONSE_OBJECTIVE = 'objective="response_within_target"'
+GREETING_OBJECTIVE = 'objective="greeting_within_target"'
 BURN_RATE = "team:servicewatch_promises_on_time:burnrate{window}"
 SLO_PERIOD = "30d"  # the error budget period the burn-rate alerts assume
 FAST_BURN, SLOW_BURN = 14.4, 6  # thresholds of OnTimeSLOFastBurn (1h/5m and 6h/30m pairs)
@@ -98,7 +102,7 @@ def on_time_ratio(window: str, *matchers: str, by: str = "team") -> str:
 def budget_remaining(*matchers: str) -> str:
     """Share of the SLO period's error budget not yet spent (negative once overspent)."""
     return (f"1 - (1 - ({on_time_ratio(SLO_PERIOD, *matchers)}))\n"
-            f"  / scalar(1 - {OBJECTIVE})")
+            f"  / on (team) (1 - {sel(OBJECTIVES, *matchers, ON_TIME_OBJECTIVE)})")
 
 
 def quantile(q: float, histogram: str, by: str | None, *matchers: str,
@@ -314,6 +318,23 @@ def _number_panels(dashboard: db.Dashboard) -> dm.Dashboard:
     return built
 
 
+def within_target_graph(title: str, description: str, counter: str, objective: str,
+                        *matchers: str) -> timeseries.Panel:
+    """Share within target per channel, against the objective: for one team (``matchers``)
+    its own, drawn as a series; for all teams the built-in 90 %, as a dashed line."""
+    shares = query(within_target(counter, *matchers, window="$__rate_interval"), "{{channel}}")
+    if matchers:
+        return graph(
+            title, f"{description} (the service policy's, drawn as \"objective\"; recording rule "
+            f"{OBJECTIVES}).", "percentunit",
+            [shares, query(f"max({sel(OBJECTIVES, *matchers, objective)})", "objective")],
+            decimals=1)
+    return graph(
+        title, f"{description}: each team's own in the service policy; the dashed line is the "
+        "built-in 90 %.", "percentunit", [shares],
+        colours=thresholds((None, RED), (0.9, GREEN)), threshold_lines=True, decimals=1)
+
+
 def response_panels(*matchers: str, scope: str) -> list:
     return [
         graph(
@@ -344,24 +365,20 @@ def response_panels(*matchers: str, scope: str) -> list:
              ("within target", query(within_target("servicewatch_responses_total", *matchers),
                                      instant=True, as_table=True))],
             column_units={"within target": "percentunit", "responses": "short"}, decimals=1),
-        graph(
+        within_target_graph(
             "Responses within target by channel",
             f"Share of responses{scope} the worker judged within the service policy's response "
             "target, per channel (servicewatch_responses_total{within_target}). The alert "
-            "ResponseTargetBreached tickets a channel below 90 % over 15 minutes.",
-            "percentunit",
-            [query(within_target("servicewatch_responses_total", *matchers,
-                                 window="$__rate_interval"), "{{channel}}")],
-            colours=thresholds((None, RED), (0.9, GREEN)), threshold_lines=True, decimals=1),
-        graph(
+            "ResponseTargetBreached tickets a channel below the team's response objective over "
+            "15 minutes",
+            "servicewatch_responses_total", RESPONSE_OBJECTIVE, *matchers),
+        within_target_graph(
             "Greetings within target by channel",
             f"Share of new contacts{scope} greeted within the service policy's greeting target, "
             "per channel (servicewatch_greetings_total{within_target}). The alert "
-            "GreetingTargetBreached tickets a channel below 90 % over 15 minutes.",
-            "percentunit",
-            [query(within_target("servicewatch_greetings_total", *matchers,
-                                 window="$__rate_interval"), "{{channel}}")],
-            colours=thresholds((None, RED), (0.9, GREEN)), threshold_lines=True, decimals=1),
+            "GreetingTargetBreached tickets a channel below the team's greeting objective over "
+            "15 minutes",
+            "servicewatch_greetings_total", GREETING_OBJECTIVE, *matchers),
         graph(
             "Time to greet p90 by channel",
             f"90th percentile of the time from a customer reaching out to being greeted, per "
@@ -384,7 +401,8 @@ def overview() -> dm.Dashboard:
             f"On-time rate by team, {window}",
             f"Share of promises kept on time among those that ended in the {label}, per team: "
             f"on_time / (on_time + missed). A team with no promise ending in the window shows no "
-            f"bar. Green from the on-time objective (95 %).",
+            f"bar. Green from 95 %, the built-in on-time objective (each team's own: On-time SLO "
+            f"row).",
             "percentunit", [query(on_time_ratio(window), "{{team}}", instant=True)],
             colours=ON_TIME_COLOURS, max_value=1, decimals=1).data_links([TEAM_LINK]))
     board.with_panel(big_numbers(
@@ -495,30 +513,34 @@ def overview() -> dm.Dashboard:
         width=8, height=7))
 
     board.with_row(row("On-time SLO"))
-    board.with_panel(big_numbers(
-        "On-time objective",
-        "The share of promises to keep on time, from the recording rule "
-        f"{OBJECTIVE} (deploy/prometheus/rules/recording.yml, 95 % by default). Error budget "
-        "and burn rates are measured against it.",
-        "percentunit", [query(OBJECTIVE, "objective", instant=True)],
-        width=4, height=7, decimals=1))
+    board.with_panel(columns(
+        "Objectives by team",
+        "What each team aims for, from the service policy (docs/policy.md; built in: 95 % of "
+        "promises on time, 90 % of responses and greetings within target): error budgets, burn "
+        "rates and the within-target alerts hold each team to its own. Recording rule "
+        f"{OBJECTIVES}.",
+        "percentunit", "team",
+        [(name, query(f"max by (team) ({sel(OBJECTIVES, objective)})", instant=True, as_table=True))
+         for name, objective in (("on time", ON_TIME_OBJECTIVE), ("responses", RESPONSE_OBJECTIVE),
+                                 ("greetings", GREETING_OBJECTIVE))],
+        width=8, height=7, decimals=1))
     board.with_panel(bars(
         "Error budget remaining by team, 30d",
-        "Share of the 30-day error budget (1 − objective) not yet spent by missed promises, "
-        "per team: 1 − (missed share over 30 days) / (1 − objective). Below 0 the objective is "
-        "already broken for the period.",
+        "Share of the 30-day error budget (1 − the team's on-time objective) not yet spent by "
+        "missed promises, per team: 1 − (missed share over 30 days) / (1 − objective). Below 0 "
+        "the objective is already broken for the period.",
         "percentunit", [query(budget_remaining(), "{{team}}", instant=True)],
-        width=8, height=7, colours=thresholds((None, RED), (0, ORANGE), (0.25, GREEN)),
+        width=6, height=7, colours=thresholds((None, RED), (0, ORANGE), (0.25, GREEN)),
         min_value=None, max_value=1, decimals=1).data_links([TEAM_LINK]))
     board.with_panel(graph(
         "Burn rate by team, 1h window",
         "How fast each team spends its error budget, over the last hour: missed share / "
-        "(1 − objective). 1 spends exactly the 30-day budget in 30 days; the dashed lines are "
+        "(1 − the team's on-time objective). 1 spends exactly the 30-day budget in 30 days; the dashed lines are "
         f"the fast-burn page thresholds ({FAST_BURN} with the 1h window, {SLOW_BURN} with 6h). "
         "Recording rule team:servicewatch_promises_on_time:burnrate1h.",
         "suffix:×",
         [query(BURN_RATE.format(window="1h"), "{{team}}")],
-        width=12, height=7, colours=thresholds((None, GREEN), (SLOW_BURN, ORANGE), (FAST_BURN, RED)),
+        width=10, height=7, colours=thresholds((None, GREEN), (SLOW_BURN, ORANGE), (FAST_BURN, RED)),
         threshold_lines=True, decimals=1))
     return _number_panels(board)
 
@@ -540,7 +562,8 @@ def team() -> dm.Dashboard:
     board.with_panel(big_numbers(
         "On-time rate of $team: 1h, 24h, 7d",
         "Share of $team's promises kept on time among those that ended in the last hour, day "
-        "and week: on_time / (on_time + missed). Green from the on-time objective (95 %).",
+        "and week: on_time / (on_time + missed). Green from 95 %, the built-in on-time objective "
+        "($team's own: On-time SLO row).",
         "percentunit",
         [query(on_time_ratio("1h", TEAM), "1h", instant=True),
          query(on_time_ratio("24h", TEAM), "24h", instant=True),
@@ -721,19 +744,32 @@ def team() -> dm.Dashboard:
 
     board.with_row(row("On-time SLO of $team"))
     board.with_panel(big_numbers(
+        "Objectives of $team",
+        "What $team aims for, from the service policy (docs/policy.md; built in: 95 % of "
+        "promises on time, 90 % of responses and greetings within target): its error budget, "
+        "burn rates and within-target alerts are measured against these. Recording rule "
+        f"{OBJECTIVES}.",
+        "percentunit",
+        [query(f"max({sel(OBJECTIVES, TEAM, objective)})", name, instant=True)
+         for name, objective in (("on time", ON_TIME_OBJECTIVE), ("responses", RESPONSE_OBJECTIVE),
+                                 ("greetings", GREETING_OBJECTIVE))],
+        width=6, height=8, decimals=1))
+    board.with_panel(big_numbers(
         "Error budget remaining, 30d",
-        "Share of $team's 30-day error budget (1 − objective) not yet spent: 1 − (missed share "
-        "over 30 days) / (1 − objective). Below 0 the objective is broken for the period.",
+        "Share of $team's 30-day error budget (1 − its on-time objective) not yet spent: "
+        "1 − (missed share over 30 days) / (1 − objective). Below 0 the objective is broken "
+        "for the period.",
         "percentunit", [query(budget_remaining(TEAM), "budget left", instant=True)],
         width=6, height=8, colours=thresholds((None, RED), (0, ORANGE), (0.25, GREEN)), decimals=1))
     board.with_panel(graph(
         "Burn rate of $team: 5m, 1h, 6h, 1d windows",
-        "How fast $team spends its error budget over four windows: missed share / (1 − objective). "
+        "How fast $team spends its error budget over four windows: missed share / (1 − its "
+        "on-time objective). "
         f"The fast-burn page fires when both 1h and 5m exceed {FAST_BURN}, or 6h and 30m exceed "
         f"{SLOW_BURN} (dashed lines). Recording rules team:servicewatch_promises_on_time:burnrate*.",
         "suffix:×",
         [query(sel(BURN_RATE.format(window=window), TEAM), window) for window in ("5m", "1h", "6h", "1d")],
-        width=18, height=8, colours=thresholds((None, GREEN), (SLOW_BURN, ORANGE), (FAST_BURN, RED)),
+        width=12, height=8, colours=thresholds((None, GREEN), (SLOW_BURN, ORANGE), (FAST_BURN, RED)),
         threshold_lines=True, decimals=1))
     return _number_panels(board)
 
