@@ -44,7 +44,7 @@ DEFAULT_RESPONSE = {"default": 900.0, "chat": 60.0, "phone": 300.0, "email": 360
 DEFAULT_GREETING = {"default": 60.0, "phone": 20.0, "chat": 30.0, "email": 3600.0}
 DEFAULT_AT_RISK = 900.0  # settings.py: SERVICEWATCH_AT_RISK_SECONDS
 DEFAULT_OBJECTIVES = {
-    "promise_on_time": 0.95,  # recording.yml: servicewatch:slo_objective:ratio
+    "promise_on_time": 0.95,  # recording.yml: the fallback of team_objective:servicewatch_objective:ratio
     "response_within_target": 0.90,  # alerts.yml: ResponseTargetBreached tolerates 10 %
     "greeting_within_target": 0.90,
 }
