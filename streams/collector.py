@@ -22,6 +22,37 @@ PartitionBooks = Callable[[], Iterable[tuple[PromiseBook, float | None]]]
 # The oldest overdue promises get a series each, by rank: bounded, whatever the backlog.
 OLDEST_OVERDUE_RANKS = 10
 
+# (family type, name, help, what to sum) of the per-label promise series
+PROMISE_SERIES = (
+    (CounterMetricFamily, "servicewatch_late_deliveries",
+     "Deliveries of promises that had already been missed.",
+     lambda book: book.totals.late_deliveries),
+    (CounterMetricFamily, "servicewatch_promise_revisions",
+     "Renegotiations: due times moved by a promise_revised event before they passed.",
+     lambda book: book.totals.revisions),
+    (CounterMetricFamily, "servicewatch_promises_cancelled",
+     "Promises cancelled before their due time (not in the outcome count).",
+     lambda book: book.totals.cancelled),
+    (GaugeMetricFamily, "servicewatch_promises_open",
+     "Promises made and not yet ended.", lambda book: book.open_count),
+    (GaugeMetricFamily, "servicewatch_promises_overdue",
+     "Promises missed and still not delivered: customers still waiting.",
+     lambda book: book.overdue_count),
+    (GaugeMetricFamily, "servicewatch_promises_at_risk",
+     "Open promises within their team's at-risk threshold of the due time (policy), "
+     "as of the partition's time.", lambda book: book.at_risk_count),
+)
+
+# (name, help, what to sum) of the per-label inquiry gauges
+INQUIRY_SERIES = (
+    ("servicewatch_inquiries_waiting",
+     "Customers waiting for an answer within the response target.",
+     lambda book: book.open_count),
+    ("servicewatch_responses_overdue",
+     "Customers waiting for an answer past the response target.",
+     lambda book: book.overdue_count),
+)
+
 
 class PromiseStateCollector:
     """``books`` (and ``inquiry_books``) yield each held partition's book with its
@@ -45,6 +76,14 @@ class PromiseStateCollector:
 
     def _families(self, books, inquiry_books):
         label = self._instruments.team_label
+        # Summing maps every team of the books to its label, and so registers the teams of
+        # books restored after a restart: only then is the list of known teams complete.
+        outcomes = _summed(books, lambda book: book.totals.outcomes, label)
+        inquiry_outcomes = _summed(inquiry_books, lambda book: book.totals.outcomes, label)
+        promise_counts = [(family_type, name, help_text, _summed(books, counts, label))
+                          for family_type, name, help_text, counts in PROMISE_SERIES]
+        inquiry_counts = [(name, help_text, _summed(inquiry_books, counts, label))
+                          for name, help_text, counts in INQUIRY_SERIES]
         teams = list(self._instruments.teams.known)
         families = []
         promise_names = ["team", "kind", "audience"]
@@ -53,7 +92,6 @@ class PromiseStateCollector:
             "Promises ended, by outcome: on_time (delivered by the due time) or missed.",
             labels=[*promise_names, "outcome"],
         )
-        outcomes = _summed(books, lambda book: book.totals.outcomes, label)
         for team in teams:
             for kind in KINDS:
                 for audience in AUDIENCES:
@@ -61,27 +99,9 @@ class PromiseStateCollector:
                         key = (team, kind, audience, outcome)
                         outcome_family.add_metric(list(key), outcomes[key])
         families.append(outcome_family)
-        for family_type, name, help_text, counts in (
-            (CounterMetricFamily, "servicewatch_late_deliveries",
-             "Deliveries of promises that had already been missed.",
-             lambda book: book.totals.late_deliveries),
-            (CounterMetricFamily, "servicewatch_promise_revisions",
-             "Renegotiations: due times moved by a promise_revised event before they passed.",
-             lambda book: book.totals.revisions),
-            (CounterMetricFamily, "servicewatch_promises_cancelled",
-             "Promises cancelled before their due time (not in the outcome count).",
-             lambda book: book.totals.cancelled),
-            (GaugeMetricFamily, "servicewatch_promises_open",
-             "Promises made and not yet ended.", lambda book: book.open_count),
-            (GaugeMetricFamily, "servicewatch_promises_overdue",
-             "Promises missed and still not delivered: customers still waiting.",
-             lambda book: book.overdue_count),
-            (GaugeMetricFamily, "servicewatch_promises_at_risk",
-             "Open promises within their team's at-risk threshold of the due time (policy), "
-             "as of the partition's time.", lambda book: book.at_risk_count),
-        ):
+        for family_type, name, help_text, counts in promise_counts:
             family = family_type(name, help_text, labels=promise_names)
-            _add_by_label(family, _summed(books, counts, label), teams, KINDS)
+            _add_by_label(family, counts, teams, KINDS)
             families.append(family)
 
         inquiry_names = ["team", "channel", "audience"]
@@ -91,7 +111,6 @@ class PromiseStateCollector:
             "(the response was overdue).",
             labels=[*inquiry_names, "outcome"],
         )
-        inquiry_outcomes = _summed(inquiry_books, lambda book: book.totals.outcomes, label)
         for team in teams:
             for channel in CHANNELS:
                 for audience in AUDIENCES:
@@ -99,16 +118,9 @@ class PromiseStateCollector:
                         key = (team, channel, audience, outcome)
                         answered.add_metric(list(key), inquiry_outcomes[key])
         families.append(answered)
-        for name, help_text, counts in (
-            ("servicewatch_inquiries_waiting",
-             "Customers waiting for an answer within the response target.",
-             lambda book: book.open_count),
-            ("servicewatch_responses_overdue",
-             "Customers waiting for an answer past the response target.",
-             lambda book: book.overdue_count),
-        ):
+        for name, help_text, counts in inquiry_counts:
             family = GaugeMetricFamily(name, help_text, labels=inquiry_names)
-            _add_by_label(family, _summed(inquiry_books, counts, label), teams, CHANNELS)
+            _add_by_label(family, counts, teams, CHANNELS)
             families.append(family)
         families.append(self._oldest_overdue(books))
         return families

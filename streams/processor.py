@@ -189,7 +189,8 @@ class EventProcessor:
             record = state.book.get(event.promise_id)
             due_at = event.due_at.timestamp()
             warn_at = policy.warning_time(record.team, record.kind, due_at) if record else None
-            changes = state.book.revise(event.promise_id, due_at, known_at, at_risk_at=warn_at)
+            changes = state.book.revise(event.promise_id, due_at, known_at, at_risk_at=warn_at,
+                                        revision_id=event.event_id)
             if not changes and not repeat:
                 instruments.promise_change_ignored(event.type)
             self.record(changes)

@@ -11,8 +11,26 @@ Two layers:
 Events are plain JSON-ready dicts (the wire format), not `schemas` models, so the simulator also
 shows what an emitter in any language sends. The Kafka key is the case id.
 
+A case tells a customer's story in events, each sent at its own occurred_at (never before the
+contact):
+
+* the contact: an ``inquiry`` (the customer's first message, with the case's priority) and a
+  ``greeting`` acknowledging it;
+* 1-3 rounds of question and answer: each ``response`` answers the ``inquiry`` before it, and the
+  customer's follow-up question is a new ``inquiry``. A few cases (``unanswered_share``) end with
+  a last inquiry that never gets a response, so overdue responses show up;
+* 0-2 ``promise`` events, each made just after a response. A few promises are renegotiated once
+  (``revised_share``: a ``promise_revised`` before the due time, moving it later) and a few are
+  withdrawn (``cancelled_share``: a ``promise_cancelled`` before the due time, and no delivery).
+  Every promise that is not cancelled is then delivered on time, late (``late_share``) or never
+  (``never_share``), judged against its latest due time;
+* at the end, sometimes a ``feedback`` score (lower when a promise was missed or the last
+  question went unanswered) and, more rarely, a ``complaint`` (more often after a miss).
+
 Times are compressed: a real email answer may take hours, here it takes under a minute, so a demo
-shows greetings, responses, kept, late and missed promises within a minute of starting.
+shows greetings, responses, kept, late, missed, revised and cancelled promises within a minute of
+starting. The demo's policy (`--policy demo`: streams/demo_policy.toml) sets response, greeting
+and at-risk targets in seconds to match these compressed times.
 """
 
 from __future__ import annotations
@@ -59,6 +77,26 @@ def _default_priority_weights() -> dict[str, float]:
     return {"low": 0.15, "normal": 0.60, "high": 0.20, "urgent": 0.05}
 
 
+# Weights of the scores 1..5 a customer gives, by how the case went.
+def _default_scores_when_kept() -> tuple[float, ...]:
+    return (0.02, 0.05, 0.13, 0.35, 0.45)
+
+
+def _default_scores_when_slow() -> tuple[float, ...]:
+    return (0.08, 0.15, 0.35, 0.30, 0.12)
+
+
+def _default_scores_when_missed() -> tuple[float, ...]:
+    return (0.35, 0.30, 0.20, 0.10, 0.05)
+
+
+FEEDBACK_SCORES = (1, 2, 3, 4, 5)
+COMPLAINT_CATEGORIES = ("response_time", "staff", "product", "billing", "communication")
+MISSED_PROMISE_CATEGORY = "missed_promise"
+CANCELLATION_REASONS = ("customer no longer needs it", "resolved another way", "duplicate request",
+                        "customer withdrew the order")
+
+
 @dataclass
 class SimulationProfile:
     """What the simulated organisation looks like and how well it keeps its word."""
@@ -89,6 +127,28 @@ class SimulationProfile:
     # them clear of the exact deadline so send-loop jitter cannot turn them late.
     early_margin_fraction: Range = (0.02, 0.80)
     lateness_seconds: Range = (1.0, 20.0)
+    # The last question of a few cases never gets an answer: the response goes overdue.
+    unanswered_share: float = 0.04
+    # Promises renegotiated once: the revision is agreed this fraction of the promise window
+    # after the promise (so before the old due time) and moves the due time later by this
+    # fraction of the original window. Delivered on time, late or never relative to the new one.
+    revised_share: float = 0.10
+    revision_at_fraction: Range = (0.10, 0.70)
+    revision_extension_fraction: Range = (0.25, 1.00)
+    # Promises withdrawn this fraction of the window after they were made: never delivered,
+    # out of the on-time/missed count. late_share and never_share apply to the others.
+    cancelled_share: float = 0.03
+    cancellation_at_fraction: Range = (0.10, 0.90)
+    # At the end of a case (after its last event and its promises' due times) the customer
+    # sometimes scores it and, rarely, complains; both more likely unhappy after a miss.
+    feedback_share: float = 0.40
+    feedback_delay_seconds: Range = (0.5, 5.0)
+    scores_when_kept: tuple[float, ...] = field(default_factory=_default_scores_when_kept)
+    scores_when_slow: tuple[float, ...] = field(default_factory=_default_scores_when_slow)
+    scores_when_missed: tuple[float, ...] = field(default_factory=_default_scores_when_missed)
+    complaint_share: float = 0.02
+    complaint_share_after_miss: float = 0.10
+    no_category_share: float = 0.30  # a complaint's category is optional on the wire
     source: str = "simulator"  # lets operators tell simulated traffic apart
 
     def __post_init__(self) -> None:
@@ -105,11 +165,33 @@ class SimulationProfile:
         if set(self.priority_weights) - set(PRIORITIES):
             raise ValueError(f"priorities must be among {PRIORITIES}")
         for name in ("internal_share", "quick_greeting_share", "slow_response_share",
-                     "no_priority_share", "late_share", "never_share"):
+                     "no_priority_share", "late_share", "never_share", "unanswered_share",
+                     "revised_share", "cancelled_share", "feedback_share", "complaint_share",
+                     "complaint_share_after_miss", "no_category_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
         if self.late_share + self.never_share > 1.0:
             raise ValueError("late_share + never_share must not exceed 1")
+        if self.revised_share + self.cancelled_share > 1.0:
+            # a promise is revised or cancelled, not both
+            raise ValueError("revised_share + cancelled_share must not exceed 1")
+        for name in ("revision_at_fraction", "cancellation_at_fraction"):
+            low, high = getattr(self, name)
+            if not 0.0 < low <= high < 1.0:
+                # 0 would put it at the promise itself, 1 at the due time: strictly between
+                raise ValueError(f"{name} must satisfy 0 < low <= high < 1")
+        low, high = self.revision_extension_fraction
+        if not 0.0 < low <= high:
+            raise ValueError("revision_extension_fraction must satisfy 0 < low <= high "
+                             "(a revision moves the due time later)")
+        low, high = self.feedback_delay_seconds
+        if not 0.0 <= low <= high:
+            raise ValueError("feedback_delay_seconds must satisfy 0 <= low <= high")
+        for name in ("scores_when_kept", "scores_when_slow", "scores_when_missed"):
+            weights = getattr(self, name)
+            if len(weights) != len(FEEDBACK_SCORES) or min(weights) < 0 or sum(weights) <= 0:
+                raise ValueError(f"{name} needs {len(FEEDBACK_SCORES)} non-negative weights "
+                                 "(scores 1..5) with a positive sum")
         low, high = self.early_margin_fraction
         if not 0.0 <= low <= high < 1.0:
             # fraction 1 would put the delivery at the promise itself, before it exists downstream
@@ -145,8 +227,16 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
+@dataclass(frozen=True)
+class _PlannedPromise:
+    events: list[ScheduledEvent]
+    settled_by: datetime  # its last event or its (latest) due time, whichever is later
+    missed: bool  # delivered late or never (cancelled ones are not missed)
+
+
 class CasePlanner:
-    """Plans whole cases: greeting, 1-3 responses, 0-2 promises and their deliveries."""
+    """Plans whole cases: inquiries and greeting, 1-3 responses, 0-2 promises with their
+    revisions, cancellations and deliveries, and the customer's feedback or complaint."""
 
     def __init__(self, profile: SimulationProfile | None = None,
                  rng: random.Random | None = None) -> None:
@@ -163,47 +253,97 @@ class CasePlanner:
         now = now.astimezone(timezone.utc)
         p, rng = self.profile, self.rng
         case = self._new_case()
+        priority = {"priority": case.priority} if case.priority else {}
         planned: list[ScheduledEvent] = []
 
+        # The customer's first message is the contact itself; the greeting acknowledges it.
+        planned.append(self._event(case, "inquiry", now, **priority))
         greeted_at = now + timedelta(seconds=self._greeting_delay())
         planned.append(self._event(case, "greeting", greeted_at, contact_at=_iso(now)))
 
         responded_at: list[datetime] = []
-        asked_at = now  # the first question comes with the contact itself
-        for _ in range(rng.randint(*p.responses_per_case)):
+        slow = False
+        asked_at = now
+        rounds = rng.randint(*p.responses_per_case)
+        for round_ in range(rounds):
+            if round_:  # the customer's follow-up question
+                planned.append(self._event(case, "inquiry", asked_at, **priority))
+            seconds, slow_reply = self._response_time(case.channel)
+            slow = slow or slow_reply
             # A reply never precedes the greeting: agents acknowledge before they answer.
-            answered_at = max(asked_at + timedelta(seconds=self._response_time(case.channel)),
+            answered_at = max(asked_at + timedelta(seconds=seconds),
                               greeted_at + timedelta(milliseconds=1))
-            extra = {"priority": case.priority} if case.priority else {}
             planned.append(self._event(case, "response", answered_at,
-                                       requested_at=_iso(asked_at), **extra))
+                                       requested_at=_iso(asked_at), **priority))
             responded_at.append(answered_at)
             asked_at = answered_at + timedelta(seconds=rng.uniform(*p.follow_up_seconds))
+        unanswered = rng.random() < p.unanswered_share
+        if unanswered:  # one more question, and nobody answers it
+            planned.append(self._event(case, "inquiry", asked_at, **priority))
 
-        for _ in range(rng.randint(*p.promises_per_case)):
-            made_at = rng.choice(responded_at) + timedelta(
-                seconds=rng.uniform(*p.promise_after_response_seconds))
-            planned.extend(self._promise_and_delivery(case, made_at))
+        promises = [self._promise_story(case, rng.choice(responded_at) + timedelta(
+                        seconds=rng.uniform(*p.promise_after_response_seconds)))
+                    for _ in range(rng.randint(*p.promises_per_case))]
+        for promise in promises:
+            planned.extend(promise.events)
+
+        # The customer's verdict comes once the case has played out.
+        settled = max([*(item.send_at for item in planned),
+                       *(promise.settled_by for promise in promises)])
+        missed = any(promise.missed for promise in promises)
+        if rng.random() < p.feedback_share:
+            weights = (p.scores_when_missed if missed or unanswered
+                       else p.scores_when_slow if slow else p.scores_when_kept)
+            score = rng.choices(FEEDBACK_SCORES, weights=weights)[0]
+            planned.append(self._event(case, "feedback", self._after(settled), score=score))
+        if rng.random() < (p.complaint_share_after_miss if missed else p.complaint_share):
+            extra = {}
+            if rng.random() >= p.no_category_share:
+                extra["category"] = (MISSED_PROMISE_CATEGORY if missed
+                                     else rng.choice(COMPLAINT_CATEGORIES))
+            planned.append(self._event(case, "complaint", self._after(settled), **extra))
 
         planned.sort(key=lambda item: item.send_at)  # stable: ties keep causal order
         return planned
 
-    def _promise_and_delivery(self, case: _Case, made_at: datetime) -> list[ScheduledEvent]:
+    def _promise_story(self, case: _Case, made_at: datetime) -> _PlannedPromise:
+        """A promise and what becomes of it: maybe revised or cancelled, then its delivery."""
         p, rng = self.profile, self.rng
         window = rng.uniform(*p.promise_due_seconds)
         due_at = made_at + timedelta(seconds=window)
         promise_id = f"prm-{self._hex(12)}"
         promise = self._event(case, "promise", made_at, promise_id=promise_id,
                               due_at=_iso(due_at), kind=self._pick(p.promise_kind_weights))
+        events = [promise]
+        change = rng.random()
+        if change < p.cancelled_share:
+            cancelled_at = made_at + timedelta(
+                seconds=window * rng.uniform(*p.cancellation_at_fraction))
+            events.append(self._event(case, "promise_cancelled", cancelled_at,
+                                      promise_id=promise_id,
+                                      reason=rng.choice(CANCELLATION_REASONS)))
+            return _PlannedPromise(events, settled_by=cancelled_at, missed=False)
+        # Deliveries are timed after the last agreement: the promise, or its revision.
+        agreed_at = made_at
+        if change < p.cancelled_share + p.revised_share:
+            agreed_at = made_at + timedelta(seconds=window * rng.uniform(*p.revision_at_fraction))
+            due_at += timedelta(seconds=window * rng.uniform(*p.revision_extension_fraction))
+            events.append(self._event(case, "promise_revised", agreed_at,
+                                      promise_id=promise_id, due_at=_iso(due_at)))
         fate = rng.random()
         if fate < p.never_share:
-            return [promise]
+            return _PlannedPromise(events, settled_by=due_at, missed=True)
         if fate < p.never_share + p.late_share:
             delivered_at = due_at + timedelta(seconds=rng.uniform(*p.lateness_seconds))
         else:
-            margin = window * rng.uniform(*p.early_margin_fraction)
-            delivered_at = due_at - timedelta(seconds=margin)
-        return [promise, self._event(case, "delivery", delivered_at, promise_id=promise_id)]
+            span = (due_at - agreed_at).total_seconds()
+            delivered_at = due_at - timedelta(seconds=span * rng.uniform(*p.early_margin_fraction))
+        events.append(self._event(case, "delivery", delivered_at, promise_id=promise_id))
+        return _PlannedPromise(events, settled_by=max(delivered_at, due_at),
+                               missed=delivered_at > due_at)
+
+    def _after(self, moment: datetime) -> datetime:
+        return moment + timedelta(seconds=self.rng.uniform(*self.profile.feedback_delay_seconds))
 
     def _new_case(self) -> _Case:
         p, rng = self.profile, self.rng
@@ -241,12 +381,14 @@ class CasePlanner:
         quick = self.rng.random() < p.quick_greeting_share
         return self.rng.uniform(*(p.quick_greeting_seconds if quick else p.slow_greeting_seconds))
 
-    def _response_time(self, channel: str) -> float:
+    def _response_time(self, channel: str) -> tuple[float, bool]:
+        """Seconds to answer, and whether this reply is one of the slow ones."""
         p = self.profile
         seconds = self.rng.uniform(*p.response_seconds[channel])
-        if self.rng.random() < p.slow_response_share:
+        slow = self.rng.random() < p.slow_response_share
+        if slow:
             seconds *= self.rng.uniform(*p.slow_response_factor)
-        return seconds
+        return seconds, slow
 
     def _pick(self, weights: dict[str, float]) -> str:
         return self.rng.choices(list(weights), weights=list(weights.values()))[0]

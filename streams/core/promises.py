@@ -48,6 +48,9 @@ class PromiseRecord:
     # When to warn that the promise is at risk (partition time); None: never.
     at_risk_at: float | None = None
     warned: bool = False  # the at-risk warning for the current due time was given
+    # Event ids of the revisions applied, so a repeated one is recognised even after
+    # another revision moved the due time (saved in the same write as the revision).
+    revision_ids: tuple[str, ...] = ()  # a tuple: no per-record list for the many unrevised
 
     @property
     def labels(self) -> Labels:
@@ -312,7 +315,7 @@ class PromiseBook:
         return changes
 
     def revise(self, promise_id: str, due_at: float, known_at: float,
-               at_risk_at: float | None = None) -> list[Change]:
+               at_risk_at: float | None = None, revision_id: str | None = None) -> list[Change]:
         """The promise was renegotiated to ``due_at``, known at ``known_at``.
 
         Applies only while the promise is open and its current deadline (due + grace)
@@ -322,8 +325,16 @@ class PromiseBook:
         """
         record = self._records.get(promise_id)
         if record is None or not record.is_made or record.ended_as is not None \
-                or known_at > record.due_at + self.grace or due_at == record.due_at:
-            return []  # too late, or nothing to change (e.g. the same revision redelivered)
+                or known_at > record.due_at + self.grace \
+                or (revision_id is not None and revision_id in record.revision_ids):
+            return []  # too late, or this revision redelivered
+        if revision_id is not None:
+            # Remembered even when it changes nothing: its repeat, read after another
+            # revision moved the due time, must not apply then.
+            record.revision_ids = (*record.revision_ids, revision_id)
+            self._dirty.add(promise_id)
+        if due_at == record.due_at:
+            return []
         previous = record.due_at
         self._clear_warning(record)
         record.due_at = due_at

@@ -4,14 +4,18 @@ whatever the batching, the sweeps and the crashes.
 Random logs of promises and deliveries (on time, late, never, before their promise, two per
 promise, duplicated, known only after the grace window, exactly on the boundaries, promises
 announced twice, invalid records, other cases and other partitions interleaved, and, in one
-property, CreateTimes that go backwards as from emitters whose clocks disagree) are fed to
+property, CreateTimes that go backwards as from emitters whose clocks disagree), with
+revisions (an earlier or later due time, or the same one again; known before or after the
+deadline; one or two per promise, sometimes duplicated) and cancellations (made before or after
+the due time, known before or after the deadline), each after its promise in the log, are fed to
 :class:`EventProcessor` with in-memory stand-ins for Faust tables, as
 tests/unit/test_processor.py does. Between batches, at random: a sweep of one partition
 (after a ``caught_up(at)`` that never runs ahead of the log), an offset commit, or a crash:
 a new processor rebuilt from the changelog as it survived, fed again from the committed
 offsets, with fresh partition clocks. At the end every partition is caught up as of a time
 past every deadline and swept once more; then the totals on /metrics, the open and overdue
-gauges and every promise's outcome must be the oracle's, and no promise may have ended
+gauges, the revision and cancellation totals and every promise's outcome (on time, missed,
+open or cancelled) and revision count must be the oracle's, and no promise may have ended
 twice (counting the ends whose record writes survived).
 
 The crash model is Faust's at-least-once: a commit flushes the producer first, so every
@@ -42,8 +46,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from streams.collector import PromiseStateCollector
-from streams.core.oracle import MISSED, ON_TIME, OPEN, LoggedRecord, judge
-from streams.core.promises import PromiseKept, PromiseMissed
+from streams.core.oracle import CANCELLED, MISSED, ON_TIME, OPEN, LoggedRecord, judge
+from streams.core.promises import PromiseCancelled, PromiseKept, PromiseMissed
 from streams.metrics import Instruments, TeamLabels
 from streams.processor import EventProcessor
 from streams.state import PartitionStates
@@ -109,6 +113,53 @@ def _around(deadline_ms: int) -> st.SearchStrategy[int]:
 FATES = ("on_time", "late", "known_late", "boundary")
 
 
+def _revisions(draw, add, serial, partition: int, case: str, team: str, promise_id: str,
+               made: int, due: int, promise_arrives: int, most: int) -> None:
+    """Up to ``most`` revisions of a promise, read after it (a revision read before its
+    promise is ignored by design, docs/guarantees.md), each maybe redelivered later."""
+    key = case.encode()
+    current = due
+    count = draw(st.sampled_from([0, 0, 0, 1, 1, 2][:5 if most < 2 else 6]))
+    for _ in range(count):
+        change = draw(st.sampled_from(["later", "later", "earlier", "same", "same_as_first"]))
+        if change == "later":
+            new_due = current + draw(st.one_of(st.integers(1, 20_000), st.just(GRACE_MS)))
+        elif change == "earlier":
+            new_due = max(current - draw(st.integers(1, 20_000)), 0)
+        elif change == "same":
+            new_due = current  # nothing renegotiated: the same due time again
+        else:
+            new_due = due  # back to (or still) the promise's own due time
+        # Known before or after the deadline in force (judged by the book, not here).
+        arrives = max(draw(_around(current + GRACE_MS)), promise_arrives + 1)
+        revision = _event("promise_revised", f"ev-{next(serial)}", case,
+                          max(min(arrives, current), made, 0), team=team,
+                          promise_id=promise_id, due_at=ms_to_iso(new_due))
+        add(partition, arrives, key, revision)
+        for _ in range(draw(st.sampled_from([0, 0, 0, 1]))):  # redelivered
+            add(partition, arrives + draw(st.integers(0, 5_000)), key, revision)
+        if draw(st.booleans()):
+            current = new_due  # the next one, if any, revises this one (else the older time)
+
+
+def _cancellation(draw, add, serial, partition: int, case: str, team: str, promise_id: str,
+                  due: int, promise_arrives: int) -> None:
+    """Maybe a cancellation of a promise, read after it: made before, at or after the due
+    time (of the promise; a revision may have moved it), known before or after the deadline."""
+    if draw(st.integers(0, 5)):
+        return
+    key = case.encode()
+    cancelled_at = max(due + draw(st.sampled_from([-20_000, -5_000, -1, 0, 1, 5_000])), 0)
+    arrives = max(draw(st.one_of(_around(due + GRACE_MS), st.just(cancelled_at))),
+                  promise_arrives + 1)
+    cancellation = _event("promise_cancelled", f"ev-{next(serial)}", case, cancelled_at, team=team,
+                          promise_id=promise_id,
+                          **draw(st.sampled_from([{}, {"reason": "customer no longer needs it"}])))
+    add(partition, arrives, key, cancellation)
+    for _ in range(draw(st.sampled_from([0, 0, 1]))):  # redelivered by the emitter
+        add(partition, arrives + draw(st.integers(0, 5_000)), key, cancellation)
+
+
 def _delivery_times(draw, fate: str, due: int) -> tuple[int, int]:
     """(occurred, reaches Kafka) of a delivery with this fate, in ms."""
     deadline = due + GRACE_MS
@@ -122,9 +173,10 @@ def _delivery_times(draw, fate: str, due: int) -> tuple[int, int]:
 
 
 @st.composite
-def scenarios(draw, skewed_clocks: bool | None = None) -> Scenario:
+def scenarios(draw, skewed_clocks: bool | None = None, most_revisions: int = 2) -> Scenario:
     """Random logs; with ``skewed_clocks`` some records carry a CreateTime seconds off their
-    place in the log (emitters whose clocks disagree), so timestamps go backwards."""
+    place in the log (emitters whose clocks disagree), so timestamps go backwards. A promise
+    gets up to ``most_revisions`` distinct revisions."""
     n_partitions = draw(st.integers(1, 3))
     skewed = draw(st.booleans()) if skewed_clocks is None else skewed_clocks
     # (partition, reaches Kafka at, tiebreak, key, value): the log order is by arrival.
@@ -162,6 +214,9 @@ def scenarios(draw, skewed_clocks: bool | None = None) -> Scenario:
             add(partition, arrives, key, delivery)
             for _ in range(draw(st.integers(0, 2))):  # the same event again (a retrying emitter)
                 add(partition, arrives + draw(st.integers(0, 5_000)), key, delivery)
+        _revisions(draw, add, serial, partition, case, team, promise_id, made, due, promise_arrives,
+                   most_revisions)
+        _cancellation(draw, add, serial, partition, case, team, promise_id, due, promise_arrives)
 
     for _ in range(draw(st.integers(0, 4))):  # other traffic on the partitions
         partition = draw(st.integers(0, n_partitions - 1))
@@ -256,7 +311,8 @@ class Worker:
         instruments = Instruments(self.registry, TeamLabels(50))
         # Registered as the worker does; the checks read it directly (the histograms are slow
         # to collect and say nothing about outcomes).
-        self.collector = PromiseStateCollector(self.states.books, instruments, at_risk_seconds=60)
+        self.collector = PromiseStateCollector(self.states.books, instruments,
+                                               self.states.inquiry_books)
         self.registry.register(self.collector)
         self.processor = EventProcessor(self.states, instruments)
         self._partition: int | None = None
@@ -265,8 +321,9 @@ class Worker:
         def recording(changes):
             changes = list(changes)
             for change in changes:
-                if isinstance(change, (PromiseKept, PromiseMissed)):
-                    outcome = ON_TIME if isinstance(change, PromiseKept) else MISSED
+                if isinstance(change, (PromiseKept, PromiseMissed, PromiseCancelled)):
+                    outcome = (ON_TIME if isinstance(change, PromiseKept)
+                               else MISSED if isinstance(change, PromiseMissed) else CANCELLED)
                     journal.ends.append((journal.calls, self._partition,
                                          change.record.promise_id, outcome))
             record(changes)
@@ -401,17 +458,22 @@ def check_against_oracle(scenario: Scenario, run: Run) -> None:
     assert metric_counts(worker, "servicewatch_late_deliveries_total") == nonzero(expected.late_deliveries), context
     assert metric_counts(worker, "servicewatch_promises_open") == nonzero(expected.open), context
     assert metric_counts(worker, "servicewatch_promises_overdue") == nonzero(expected.overdue), context
+    assert metric_counts(worker, "servicewatch_promise_revisions_total") == nonzero(expected.revisions), context
+    assert metric_counts(worker, "servicewatch_promises_cancelled_total") == nonzero(expected.cancelled), context
 
-    # Every promise: its record ended as the oracle says, and it ended exactly once.
+    # Every promise: its record ended as the oracle says (cancelled too), with the oracle's
+    # number of revisions, and it ended exactly once.
     for (partition, promise_id), verdict in expected.verdicts.items():
         record = worker.states.get(partition).book.get(promise_id)
         assert record is not None and record.is_made, (partition, promise_id, context)
         ended = OPEN if record.ended_as is None else record.ended_as
         assert ended == verdict.outcome, (partition, promise_id, record, verdict, context)
+        assert record.revisions == verdict.revisions, (partition, promise_id, record, verdict, context)
+        assert record.due_at == verdict.due_at, (partition, promise_id, record, verdict, context)
     ends = Counter((p, pid) for p, pid, _ in run.durable_ends)
     twice = {key: n for key, n in ends.items() if n > 1}
     assert not twice, (f"ended more than once: {twice}", context)
-    assert set(ends) == expected.on_time | expected.missed, context
+    assert set(ends) == expected.on_time | expected.missed | expected.with_outcome(CANCELLED), context
 
 
 # -- the properties -------------------------------------------------------------------------------
@@ -440,7 +502,10 @@ def test_emitters_with_disagreeing_clocks_any_batching_and_sweeps_reach_the_orac
 @given(scenario=scenarios(skewed_clocks=False), data=st.data())
 def test_two_schedules_of_one_log_agree_with_each_other(scenario, data):
     first, second = drive(data, scenario), drive(data, scenario)
-    for name in ("servicewatch_promise_outcomes_total", "servicewatch_late_deliveries_total"):
+    for run in (first, second):  # see check_against_oracle: the first scrape after a restart
+        run.worker.collector.collect()
+    for name in ("servicewatch_promise_outcomes_total", "servicewatch_late_deliveries_total",
+                 "servicewatch_promise_revisions_total", "servicewatch_promises_cancelled_total"):
         assert metric_counts(first.worker, name) == metric_counts(second.worker, name)
 
 
@@ -605,4 +670,58 @@ def test_a_restart_judges_like_a_clean_pass_when_timestamps_go_backwards():
     restarted = Worker(journal, tables_from(journal, journal.writes))
     feed_all(restarted, 0, records[2:], first_offset=2)
     restarted.sweep(0, 30_000)
+    assert outcome_counts(restarted) == MISSED_ONCE
+
+
+def _revised(event_id: str, due_ms: int, ts: int) -> tuple[int, bytes, bytes]:
+    return (ts, b"c1", _event("promise_revised", event_id, "c1", ts, promise_id="p1",
+                              due_at=ms_to_iso(due_ms)))
+
+
+def revision_totals(worker: Worker) -> Counter:
+    return metric_counts(worker, "servicewatch_promise_revisions_total")
+
+
+def test_a_redelivered_revision_read_after_a_later_one_changes_nothing():
+    records = [PROMISE_DUE_10S,
+               _revised("r1", 20_000, 1_000),   # due 10 s -> 20 s
+               _revised("r2", 10_000, 2_000),   # back to 10 s
+               _revised("r1", 20_000, 3_000),   # r1 again (a retrying emitter): a duplicate
+               (15_000, b"c1", _event("delivery", "e9", "c1", 15_000, promise_id="p1"))]
+    expected = judge(Scenario({0: records}, 40_000).logged(), end_of_log_time=ms_to_ts(40_000))
+    assert expected.outcomes == MISSED_ONCE
+    assert sum(expected.revisions.values()) == 2
+    worker = fresh_worker()
+    feed_all(worker, 0, records)
+    worker.sweep(0, 40_000)
+    assert worker.states.get(0).book.get("p1").due_at == ms_to_ts(10_000)
+    assert outcome_counts(worker) == MISSED_ONCE
+    assert revision_totals(worker) == expected.revisions
+
+
+def test_revisions_re_read_after_a_crash_are_not_counted_again():
+    records = [PROMISE_DUE_10S, _revised("r1", 20_000, 1_000), _revised("r2", 10_000, 2_000)]
+    journal = Journal()
+    worker = Worker(journal, tables_from(journal, []))
+    feed_all(worker, 0, records[:1])
+    journal.commit()  # the promise's offset is committed, the revisions' are not
+    feed_all(worker, 0, records[1:], first_offset=1)
+    journal.crash(journal.writes[journal.durable:])  # ... though all their writes survived
+    restarted = Worker(journal, tables_from(journal, journal.writes))
+    feed_all(restarted, 0, records[1:], first_offset=1)
+    restarted.sweep(0, 40_000)
+    expected = judge(Scenario({0: records}, 40_000).logged(), end_of_log_time=ms_to_ts(40_000))
+    assert sum(expected.revisions.values()) == 2
+    assert revision_totals(restarted) == expected.revisions
+
+
+def test_the_first_scrape_after_a_restart_shows_the_restored_outcomes():
+    journal = Journal()
+    worker = Worker(journal, tables_from(journal, []))
+    feed_all(worker, 0, [PROMISE_DUE_10S])
+    worker.sweep(0, 20_000)
+    assert outcome_counts(worker) == MISSED_ONCE
+    journal.commit()
+    restarted = Worker(journal, tables_from(journal, journal.writes))
+    restarted.states.get(0)  # the partition is assigned again and its state restored
     assert outcome_counts(restarted) == MISSED_ONCE
