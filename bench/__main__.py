@@ -17,7 +17,8 @@ every --poll s, counting servicewatch_events_total + _events_rejected_total +
 _events_duplicate_total); events/s; CPU µs per event (user+sys of the consumer process over
 that window, from /proc/PID/stat, all threads); peak RSS (VmHWM, MB); the 1-minute load
 average just before the row started; and what bounded it: the consumer's CPU as a share of a
-core and the broker process's over the same window. Ratios c/b and c/a follow the table.
+core, the broker process's, and the whole machine's (/proc/stat) over the same window, so
+other work on the machine shows. Ratios c/b and c/a follow the table.
 
 Then, with the worker from (c) caught up: latency end to end (greeting produced -> visible on
 /metrics) and of miss detection (D + grace -> the missed counter increments), p50/p99, and the
@@ -120,8 +121,8 @@ def run_broker(kind: str, args, workdir: Path, out: dict) -> list[str]:
         cells, rows = [], {}
         timeout = max(600.0, args.events / 200)
 
-        def add(row, name, events, seconds, cpu, rss, broker_cpu, load1, note=""):
-            c, d = report.throughput_row(row, name, events, seconds, cpu, rss, broker_cpu, load1)
+        def add(row, name, events, seconds, cpu, rss, broker_cpu, load1, machine_busy, note=""):
+            c, d = report.throughput_row(row, name, events, seconds, cpu, rss, broker_cpu, load1, machine_busy)
             cells.append(c)
             d["note"] = note
             rows[row] = d
@@ -132,7 +133,7 @@ def run_broker(kind: str, args, workdir: Path, out: dict) -> list[str]:
             progress(f"{kind}: ({row}) {name}")
             r = baselines.run(kind_, broker, topic, backlog.count, workdir, timeout)
             add(row, name, r["events"], r["seconds"], [r["cpu_seconds"]], [r["peak_rss_mb"]],
-                r["broker_cpu_seconds"], load1)
+                r["broker_cpu_seconds"], load1, r["machine_cores_busy"])
 
         load1 = machine.load1()
         progress(f"{kind}: (c) servicewatch worker")
@@ -141,7 +142,7 @@ def run_broker(kind: str, args, workdir: Path, out: dict) -> list[str]:
         try:
             d = drain(workers, backlog.count, args.partitions, broker.pid, poll=args.poll, timeout=timeout)
             add("c", "servicewatch worker", d.events, d.seconds, d.cpu_seconds, d.peak_rss_mb,
-                d.broker_cpu_seconds, load1)
+                d.broker_cpu_seconds, load1, d.machine_cores_busy)
             if "latency" not in args.skip:
                 result["latency"] = run_latency(kind, broker, topic, workers[0], args, lines)
         finally:
@@ -156,7 +157,7 @@ def run_broker(kind: str, args, workdir: Path, out: dict) -> list[str]:
             finally:
                 stop(pair, timeout=5)
             add("d", "2 servicewatch workers, 1 group", d.events, d.seconds, d.cpu_seconds,
-                d.peak_rss_mb, d.broker_cpu_seconds, load1, d.note)
+                d.peak_rss_mb, d.broker_cpu_seconds, load1, d.machine_cores_busy, d.note)
 
         section = [report.table(report.THROUGHPUT_HEADERS, cells)]
         section += [f"  ({r['row']}) {r['note']}" for r in rows.values() if r.get("note")]

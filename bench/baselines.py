@@ -30,7 +30,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.proc import CpuWindow, cpu_seconds, peak_rss_mb
+from bench.proc import CpuWindow, MachineWindow, cpu_seconds, peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,16 +42,19 @@ class Window:
         self.started: float | None = None
         self.cpu0 = 0.0
         self.broker = CpuWindow(broker_pid)
+        self.machine = MachineWindow()
 
     def first(self) -> None:
         self.started = time.monotonic()
         self.cpu0 = cpu_seconds()
         self.broker.mark()
+        self.machine.mark()
 
     def result(self, events: int) -> dict:
         seconds = time.monotonic() - self.started
         return {"events": events, "seconds": seconds, "cpu_seconds": cpu_seconds() - self.cpu0,
-                "peak_rss_mb": peak_rss_mb(), "broker_cpu_seconds": self.broker.stop()}
+                "peak_rss_mb": peak_rss_mb(), "broker_cpu_seconds": self.broker.stop(),
+                "machine_cores_busy": self.machine.stop()}
 
 
 # -- (a) raw aiokafka --------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -56,3 +57,24 @@ class CpuWindow:
             return cpu_seconds(self.pid)
         except (OSError, IndexError, ValueError):
             return None
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine, all cores, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already in user
+    return (total - idle) / _TICKS, total / _TICKS
+
+
+class MachineWindow:
+    """How busy the whole machine was between mark() and stop(), in cores (2.0 = both busy)."""
+
+    def mark(self) -> "MachineWindow":
+        self.start = machine_cpu_seconds()
+        self.started_at = time.monotonic()
+        return self
+
+    def stop(self) -> float:
+        busy, _ = machine_cpu_seconds()
+        return (busy - self.start[0]) / max(time.monotonic() - self.started_at, 1e-9)

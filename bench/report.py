@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
@@ -17,19 +19,23 @@ def share(cpu: float | None, seconds: float) -> float | None:
     return None if cpu is None or seconds <= 0 else 100 * cpu / seconds
 
 
-def bound(consumer_cpu_pct: list[float | None], broker_pct: float | None) -> str:
+def bound(consumer_cpu_pct: list[float | None], broker_pct: float | None, machine_busy: float | None) -> str:
+    """What limited a row: the consumer's CPU (% of one core), the broker's, the whole machine's."""
     known = [p for p in consumer_cpu_pct if p is not None]
+    cores = os.cpu_count() or 1
     broker = f"broker {broker_pct:.0f} %" if broker_pct is not None else "broker ?"
+    machine = f"machine {100 * machine_busy:.0f} % of {100 * cores}" if machine_busy is not None else ""
     if not known:
-        return f"? ({broker})"
-    if len(known) == 1:
-        pct = known[0]
-        verdict = "CPU-bound in the consumer" if pct >= 85 else "not CPU-bound in the consumer"
-        return f"{verdict} ({pct:.0f} % of a core; {broker})"
-    total = sum(known) + (broker_pct or 0)
+        return f"? ({broker}, {machine})"
+    others = None if machine_busy is None else 100 * machine_busy - sum(known) - (broker_pct or 0)
+    if len(known) == 1 and known[0] >= 85:
+        verdict = "CPU-bound: the consumer"
+    elif machine_busy is not None and machine_busy >= 0.9 * cores:
+        verdict = "CPU-bound: machine full" + (f", {others:.0f} % others" if others and others > 10 else "")
+    else:
+        verdict = "not CPU-bound"
     parts = " + ".join(f"{p:.0f}" for p in known)
-    verdict = "both cores busy" if total >= 170 else "cores not saturated"
-    return f"{verdict} (workers {parts} %, {broker} of 200 %)"
+    return f"{verdict} (consumer {parts} %, {broker}, {machine})"
 
 
 THROUGHPUT_HEADERS = ["row", "consumer", "events", "seconds", "events/s", "CPU Âµs/event", "peak RSS MB",
@@ -37,17 +43,18 @@ THROUGHPUT_HEADERS = ["row", "consumer", "events", "seconds", "events/s", "CPU Â
 
 
 def throughput_row(row: str, name: str, events: int, seconds: float, cpu: list[float],
-                   rss: list[float], broker_cpu: float | None, load1: float) -> tuple[list[str], dict]:
+                   rss: list[float], broker_cpu: float | None, load1: float,
+                   machine_busy: float | None = None) -> tuple[list[str], dict]:
     rate = events / seconds if seconds > 0 else float("nan")
     cpu_total = sum(cpu)
     cells = [row, name, f"{events:,}", f"{seconds:.1f}", f"{rate:,.0f}",
              f"{1e6 * cpu_total / events:,.0f}" if events else "-",
              " + ".join(f"{r:.0f}" for r in rss), f"{load1:.2f}",
-             bound([share(c, seconds) for c in cpu], share(broker_cpu, seconds))]
+             bound([share(c, seconds) for c in cpu], share(broker_cpu, seconds), machine_busy)]
     data = {"row": row, "consumer": name, "events": events, "seconds": seconds, "events_per_s": rate,
             "cpu_us_per_event": 1e6 * cpu_total / events if events else None, "peak_rss_mb": rss,
             "cpu_pct": [share(c, seconds) for c in cpu], "broker_cpu_pct": share(broker_cpu, seconds),
-            "load1": load1}
+            "load1": load1, "machine_cores_busy": machine_busy}
     return cells, data
 
 

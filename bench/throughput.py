@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import scrape
-from bench.proc import CpuWindow, peak_rss_mb
+from bench.proc import CpuWindow, MachineWindow, peak_rss_mb
 from tests.integration.harness import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +73,7 @@ class Drain:
     cpu_seconds: list[float]  # per worker, over the window
     peak_rss_mb: list[float]
     broker_cpu_seconds: float | None
+    machine_cores_busy: float
     note: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -117,16 +118,17 @@ def drain(workers: list[BenchWorker], target: int, partitions: int, broker_pid: 
             mark = settled
         else:
             note = "first-to-last: the backlog was nearly gone before the group settled (includes the rebalance)"
-    t0, done0, cpus, broker_cpu = mark
+    t0, done0, cpus, broker_cpu, machine = mark
     return Drain(workers=len(workers), events=int(done - done0), seconds=now - t0,
                  cpu_seconds=[c.stop() or 0.0 for c in cpus],
                  peak_rss_mb=[peak_rss_mb(w.pid) for w in workers],
-                 broker_cpu_seconds=broker_cpu.stop(), note=note,
+                 broker_cpu_seconds=broker_cpu.stop(), machine_cores_busy=machine.stop(), note=note,
                  extra={"processed_at_start": done0, "processed_at_end": done})
 
 
 def _mark(now, done, workers, broker_pid):
-    return now, done, [CpuWindow(w.pid).mark() for w in workers], CpuWindow(broker_pid).mark()
+    return (now, done, [CpuWindow(w.pid).mark() for w in workers], CpuWindow(broker_pid).mark(),
+            MachineWindow().mark())
 
 
 def _spread(pages: list[str | None], partitions: int) -> bool:
