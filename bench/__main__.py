@@ -65,11 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="backlog size, drained by every consumer (default: 200000; --quick: 2000)")
     parser.add_argument("--partitions", type=int, default=8, help="partitions of the topics (default: 8)")
     parser.add_argument("--quick", action="store_true",
-                        help="small counts for CI: 2000 events, 10 latency samples, 10000 promises in "
+                        help="small counts for CI: 2000 events, 8 latency samples, 10000 promises in "
                         "memory, 2000 for recovery, /metrics polled every 0.5 s; the figures are only "
                         "a smoke test")
     parser.add_argument("--latency-samples", type=int, default=None,
-                        help="samples per latency measurement (default: 100; --quick: 10)")
+                        help="samples per latency measurement (default: 100; --quick: 8)")
     parser.add_argument("--memory-promises", type=int, default=None,
                         help="open promises for the memory comparison (default: 1000000; --quick: 10000)")
     parser.add_argument("--recovery-promises", type=int, default=None,
@@ -208,7 +208,7 @@ def run_latency(kind, broker, topic, worker, args, lines) -> dict:
 
 def apply_defaults(args) -> None:
     quick = args.quick
-    for name, full, small in (("events", 200_000, 2_000), ("latency_samples", 100, 10),
+    for name, full, small in (("events", 200_000, 2_000), ("latency_samples", 100, 8),
                               ("memory_promises", 1_000_000, 10_000), ("recovery_promises", 1_000_000, 2_000)):
         if getattr(args, name) is None:
             setattr(args, name, small if quick else full)

@@ -2,7 +2,8 @@
 
 The worker runs as ``python -m cProfile -o FILE -m streams worker ...`` until it has processed
 --profile-events records (or the whole backlog), then gets SIGTERM; Faust shuts down, cProfile
-writes FILE on exit, and the top entries are printed by cumulative and by self (tottime) time.
+writes FILE on exit, and the top entries are printed by cumulative and by self (tottime) time,
+then servicewatch's own functions (streams/, schemas/) by cumulative time.
 cProfile sees the main thread only: that is where Faust's agent, the stream iterator, the
 consumer's drain loop and servicewatch's processing run (aiokafka's fetcher runs in Faust's
 consumer thread and is not in the profile). Profiling slows the worker about 2x, so this run
@@ -43,6 +44,9 @@ def profile(broker, topic: str, partitions: int, target: int, workdir: Path, eve
     stats.sort_stats("cumulative").print_stats(top)
     text.write(f"\n-- top {top} by self time (tottime) --\n")
     stats.sort_stats("tottime").print_stats(top)
+    own = pstats.Stats(str(output), stream=text)  # paths kept: only servicewatch's own code
+    text.write("\n-- servicewatch's own functions (streams/, schemas/) by cumulative time --\n")
+    own.sort_stats("cumulative").print_stats(r"/(streams|schemas)/", 15)
     return _trim(text.getvalue())
 
 
