@@ -22,7 +22,7 @@ from bench.throughput import drain, new_workers, stop
 
 
 def profile(broker, topic: str, partitions: int, target: int, workdir: Path, events: int,
-            top: int = 25, poll: float = 2.0) -> str:
+            top: int = 25, poll: float = 0.5) -> str:
     output = workdir / "worker.prof"
     workers = new_workers(broker, topic, partitions, workdir, label="profiled",
                           python_args=("-m", "cProfile", "-o", str(output)))

@@ -71,7 +71,7 @@ def measure(broker, count: int, partitions: int, workdir: Path, timeout: float =
     produce(broker.bootstrap, topic, _promises(count))
     first = new_workers(broker, topic, partitions, workdir, label="recovery")
     try:
-        ingest = drain(first, count, partitions, broker.pid, poll=2.0, timeout=timeout)
+        ingest = drain(first, count, partitions, broker.pid, timeout=timeout)
     finally:
         stop(first, timeout=60)
     second = new_workers(broker, topic, partitions, workdir, label="recovery")[0]

@@ -110,7 +110,7 @@ def drain(workers: list[BenchWorker], target: int, partitions: int, broker_pid: 
         if now - started > timeout:
             raise TimeoutError(f"{len(workers)} worker(s) processed {done:.0f} of {end_at} records "
                                f"in {timeout:.0f}s{workers[0].log_tail()}")
-        time.sleep(poll)
+        time.sleep(_next_poll(first, now, done, end_at, poll))
     note = ""
     mark = first
     if len(workers) > 1:
@@ -124,6 +124,15 @@ def drain(workers: list[BenchWorker], target: int, partitions: int, broker_pid: 
                  peak_rss_mb=[peak_rss_mb(w.pid) for w in workers],
                  broker_cpu_seconds=broker_cpu.stop(), machine_cores_busy=machine.stop(), note=note,
                  extra={"processed_at_start": done0, "processed_at_end": done})
+
+
+def _next_poll(first, now, done, end_at, poll) -> float:
+    """Poll every ``poll`` s until progress shows, then sleep half the expected time left
+    (at most 5 s, at least ``poll``): few scrapes in the middle, ``poll`` precision at the end."""
+    if first is None or done <= first[1] or now <= first[0]:
+        return poll
+    rate = (done - first[1]) / (now - first[0])
+    return min(max(0.5 * (end_at - done) / rate, poll), max(poll, 5.0))
 
 
 def _mark(now, done, workers, broker_pid):
