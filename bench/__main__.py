@@ -31,7 +31,7 @@ Examples:
   python -m bench                                  # both brokers, 200k events, everything
   python -m bench --broker tansu --events 50000 --skip recovery
   python -m bench --broker kafka --profile         # add a profile of the worker
-  python -m bench --quick --broker tansu           # what CI runs: small counts, ~60 s
+  python -m bench --quick --broker tansu           # what CI runs: small counts, under a minute
 
 Progress goes to stderr, the tables to stdout. Exit status 0, or 2 if a measurement failed.
 Keep other heavy work off the machine while measuring: the figures are only as quiet as it is.
@@ -44,6 +44,7 @@ import json
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -53,6 +54,33 @@ from bench import baselines, latency, machine, memory, profiling, recovery, repo
 from bench.throughput import drain, new_workers, stop
 
 SKIPPABLE = ("latency", "memory", "recovery", "scaleout")
+
+
+class Background(threading.Thread):
+    """Runs fn(*args) in a thread (--quick overlaps measurements); get() returns or raises."""
+
+    def __init__(self, fn, *args) -> None:
+        super().__init__(daemon=True)
+        self.fn, self.args, self.result, self.error = fn, args, None, None
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn(*self.args)
+        except BaseException as error:  # re-raised by get()
+            self.error = error
+
+    def get(self):
+        if self.ident is not None:  # started as a thread, not run in place
+            self.join()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    @classmethod
+    def now_or_later(cls, later: bool, fn, *args) -> "Background":
+        job = cls(fn, *args)
+        job.start() if later else job.run()
+        return job
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,10 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="backlog size, drained by every consumer (default: 200000; --quick: 2000)")
     parser.add_argument("--partitions", type=int, default=8, help="partitions of the topics (default: 8)")
     parser.add_argument("--quick", action="store_true",
-                        help="small counts for CI: 2000 events, 8 latency samples, 10000 promises in "
-                        "memory, 2000 for recovery; the figures are only a smoke test")
+                        help="small counts for CI: 2000 events, 5 latency samples, 10000 promises in "
+                        "memory, 2000 for recovery; memory and recovery run in the background, "
+                        "overlapping the rest, to keep it under a minute: a smoke test, not figures")
     parser.add_argument("--latency-samples", type=int, default=None,
-                        help="samples per latency measurement (default: 100; --quick: 8)")
+                        help="samples per latency measurement (default: 100; --quick: 5)")
     parser.add_argument("--memory-promises", type=int, default=None,
                         help="open promises for the memory comparison (default: 1000000; --quick: 10000)")
     parser.add_argument("--recovery-promises", type=int, default=None,
@@ -118,6 +147,13 @@ def run_broker(kind: str, args, workdir: Path, out: dict) -> list[str]:
         lines.append(f"backlog: {backlog.count:,} records in {args.partitions} partitions, produced in "
                      f"{backlog.produce_seconds:.1f} s; {mix} ({backlog.invalid:,} invalid, "
                      f"{100 * backlog.invalid / backlog.count:.1f} %)")
+        recovering = None
+        if "recovery" not in args.skip and (kind == "kafka" or args.broker == "tansu"):
+            if args.quick:  # overlapped with everything else: a smoke test only
+                progress(f"{kind}: recovery with {args.recovery_promises:,} open promises, in the background")
+                recovering = Background.now_or_later(True, recovery.measure, broker, args.recovery_promises,
+                                                     args.partitions, workdir)
+
         cells, rows = [], {}
         timeout = max(600.0, args.events / 200)
 
@@ -146,7 +182,7 @@ def run_broker(kind: str, args, workdir: Path, out: dict) -> list[str]:
             if "latency" not in args.skip:
                 result["latency"] = run_latency(kind, broker, topic, workers[0], args, lines)
         finally:
-            stop(workers, timeout=5)  # measured already: no need to wait for Faust's slow shutdown
+            stop(workers, timeout=1)  # measured already: no need to wait for Faust's slow shutdown
 
         if "scaleout" not in args.skip:
             load1 = machine.load1()
@@ -155,7 +191,7 @@ def run_broker(kind: str, args, workdir: Path, out: dict) -> list[str]:
             try:
                 d = drain(pair, backlog.count, args.partitions, broker.pid, poll=args.poll, timeout=timeout)
             finally:
-                stop(pair, timeout=5)
+                stop(pair, timeout=1)
             add("d", "2 servicewatch workers, 1 group", d.events, d.seconds, d.cpu_seconds,
                 d.peak_rss_mb, d.broker_cpu_seconds, load1, d.machine_cores_busy, d.note)
 
@@ -175,8 +211,11 @@ def run_broker(kind: str, args, workdir: Path, out: dict) -> list[str]:
             result["profile"] = text
 
         if "recovery" not in args.skip and (kind == "kafka" or args.broker == "tansu"):
-            progress(f"{kind}: recovery with {args.recovery_promises:,} open promises")
-            r = recovery.measure(broker, args.recovery_promises, args.partitions, workdir)
+            if recovering is None:
+                progress(f"{kind}: recovery with {args.recovery_promises:,} open promises")
+                recovering = Background.now_or_later(False, recovery.measure, broker, args.recovery_promises,
+                                                     args.partitions, workdir)
+            r = recovering.get()
             result["recovery"] = r.__dict__
             caveat = "" if kind == "kafka" else " (Tansu: durability is proven on Apache Kafka, not here)"
             lines += ["", f"recovery of the promises table after a restart{caveat}:",
@@ -208,7 +247,7 @@ def run_latency(kind, broker, topic, worker, args, lines) -> dict:
 
 def apply_defaults(args) -> None:
     quick = args.quick
-    for name, full, small in (("events", 200_000, 2_000), ("latency_samples", 100, 8),
+    for name, full, small in (("events", 200_000, 2_000), ("latency_samples", 100, 5),
                               ("memory_promises", 1_000_000, 10_000), ("recovery_promises", 1_000_000, 2_000)):
         if getattr(args, name) is None:
             setattr(args, name, small if quick else full)
@@ -227,6 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     out["machine"] = machine.header()
     failed = False
     brokers = ["tansu", "kafka"] if args.broker == "both" else [args.broker]
+    measuring_memory = None
+    if "memory" not in args.skip:
+        progress(f"memory with {args.memory_promises:,} open promises"
+                 + (", in the background" if args.quick else ", after the brokers"))
+        # --quick overlaps it with everything else (a smoke test); otherwise it runs alone, last.
+        measuring_memory = Background(memory.measure, args.memory_promises)
+        if args.quick:
+            measuring_memory.start()
     for kind in brokers:
         try:
             section = run_broker(kind, args, workdir / kind, out)
@@ -234,10 +281,11 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             section = [f"== {kind} ==", f"FAILED: {type(error).__name__}: {error}"]
         print("\n" + "\n".join(section), flush=True)
-    if "memory" not in args.skip:
-        progress(f"memory with {args.memory_promises:,} open promises")
+    if measuring_memory is not None:
         try:
-            results = memory.measure(args.memory_promises)
+            if not args.quick:
+                measuring_memory.run()
+            results = measuring_memory.get()
             out["memory"] = results
             print("\nmemory per open promise (each in a fresh process; RSS = VmRSS delta):\n"
                   + report.table(report.MEMORY_HEADERS, report.memory_rows(results)), flush=True)

@@ -96,4 +96,4 @@ def measure(broker, count: int, partitions: int, workdir: Path, timeout: float =
         return Recovery(count, ingest.rate, serving, now - launched, cpu_seconds(second.pid),
                         rss_mb(second.pid), 2 * count)
     finally:
-        stop([second], timeout=5)  # measured: no need to wait for a graceful shutdown
+        stop([second], timeout=1)  # measured: no need to wait for a graceful shutdown
