@@ -223,6 +223,8 @@ def changelog_outcomes(bootstrap: str, app_id: str) -> dict[tuple[int, str], Per
             continue  # forgotten
         stored = json.loads(writes[-1].value)
         record = stored["record"]
+        if stored.get("book") == "inquiries":
+            continue  # a customer's inquiry, kept in the same table
         if record.get("due_at") is None:
             continue  # a delivery whose promise never came
         ended_at = next((w.timestamp for w in writes
