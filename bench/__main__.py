@@ -40,12 +40,14 @@ Keep other heavy work off the machine while measuring: the figures are only as q
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import shutil
 import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from pathlib import Path
 
@@ -148,7 +150,7 @@ def run_broker(kind: str, args, workdir: Path, out: dict) -> list[str]:
                      f"{backlog.produce_seconds:.1f} s; {mix} ({backlog.invalid:,} invalid, "
                      f"{100 * backlog.invalid / backlog.count:.1f} %)")
         recovering = None
-        if "recovery" not in args.skip and (kind == "kafka" or args.broker == "tansu"):
+        if "recovery" not in args.skip and kind == "kafka":
             if args.quick:  # overlapped with everything else: a smoke test only
                 progress(f"{kind}: recovery with {args.recovery_promises:,} open promises, in the background")
                 recovering = Background.now_or_later(True, recovery.measure, broker, args.recovery_promises,
@@ -210,7 +212,7 @@ def run_broker(kind: str, args, workdir: Path, out: dict) -> list[str]:
             lines += ["", f"-- profile of the servicewatch worker on {kind} --", text]
             result["profile"] = text
 
-        if "recovery" not in args.skip and (kind == "kafka" or args.broker == "tansu"):
+        if "recovery" not in args.skip and kind == "kafka":
             if recovering is None:
                 progress(f"{kind}: recovery with {args.recovery_promises:,} open promises")
                 recovering = Background.now_or_later(False, recovery.measure, broker, args.recovery_promises,
@@ -258,6 +260,8 @@ def apply_defaults(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     apply_defaults(args)
+    if args.quick:  # a stuck smoke run shows where it is stuck before CI's timeout kills it
+        faulthandler.dump_traceback_later(150, exit=False)
     keep = args.workdir is not None
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="servicewatch-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -278,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             section = run_broker(kind, args, workdir / kind, out)
         except Exception as error:  # report and go on with the other broker
+            traceback.print_exc()
             failed = True
             section = [f"== {kind} ==", f"FAILED: {type(error).__name__}: {error}"]
         print("\n" + "\n".join(section), flush=True)
