@@ -51,7 +51,7 @@ def ingest_worker(broker, tmp_path_factory):
     worker = WorkerProcess(
         broker_url=broker.url, topic=unique_name("events"), app_id=unique_name("sw-ingest"),
         web_port=free_port(), data_dir=directory / "data", log_path=directory / "worker.log",
-        partitions=2, extra_args=("--ingest-token", TOKEN),
+        partitions=2, extra_args=(f"--ingest-token={TOKEN}",),  # "=": a token may start with "-"
     )
     worker.start()
     try:
