@@ -70,7 +70,9 @@ def test_quick_run_prints_every_row(tmp_path):
         cells = _row(output, row)
         events, seconds, rate, cpu, rss = cells[2:7]
         assert _value(events) > 0 and _value(seconds) >= 0 and _value(rate) > 0, cells
-        assert _value(cpu) > 0 and all(_value(r) > 10 for r in rss.split(" + ")), cells
+        # Row a drains 2,000 records in a few ms of CPU: /proc's clock ticks may show 0.
+        assert (_value(cpu) >= 0 if row == "a " else _value(cpu) > 0), cells
+        assert all(_value(r) > 10 for r in rss.split(" + ")), cells
         assert "% of" in cells[-1], cells  # what bounded it
     for ratio in ("c/b", "c/a"):
         assert re.search(rf"{re.escape(ratio)} .*events/s x{NUMBER}", output), ratio
