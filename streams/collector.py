@@ -92,12 +92,7 @@ class PromiseStateCollector:
             "Promises ended, by outcome: on_time (delivered by the due time) or missed.",
             labels=[*promise_names, "outcome"],
         )
-        for team in teams:
-            for kind in KINDS:
-                for audience in AUDIENCES:
-                    for outcome in OUTCOMES:
-                        key = (team, kind, audience, outcome)
-                        outcome_family.add_metric(list(key), outcomes[key])
+        _add_by_label(outcome_family, outcomes, teams, KINDS, OUTCOMES)
         families.append(outcome_family)
         for family_type, name, help_text, counts in promise_counts:
             family = family_type(name, help_text, labels=promise_names)
@@ -111,12 +106,7 @@ class PromiseStateCollector:
             "(the response was overdue).",
             labels=[*inquiry_names, "outcome"],
         )
-        for team in teams:
-            for channel in CHANNELS:
-                for audience in AUDIENCES:
-                    for outcome in OUTCOMES:
-                        key = (team, channel, audience, outcome)
-                        answered.add_metric(list(key), inquiry_outcomes[key])
+        _add_by_label(answered, inquiry_outcomes, teams, CHANNELS, OUTCOMES)
         families.append(answered)
         for name, help_text, counts in inquiry_counts:
             family = GaugeMetricFamily(name, help_text, labels=inquiry_names)
@@ -154,13 +144,14 @@ def _summed(books, counts: Callable[[PromiseBook], Counter], label) -> Counter:
     return total
 
 
-def _add_by_label(family, counts: Counter, teams, second_labels) -> None:
+def _add_by_label(family, counts: Counter, teams, second_labels, outcomes=None) -> None:
     # Every known team shows every series, at zero until something happens.
     for team in teams:
         for second in second_labels:
             for audience in AUDIENCES:
-                key = (team, second, audience)
-                family.add_metric(list(key), counts[key])
+                for key in ([(team, second, audience)] if outcomes is None
+                            else [(team, second, audience, o) for o in outcomes]):
+                    family.add_metric(list(key), counts[key])
 
 
 class ObjectivesCollector:

@@ -238,18 +238,7 @@ def _verdict(partition: int, promise: Promise, deliveries: list[_Seen], grace: f
         outcome = MISSED
     else:
         outcome = OPEN
-    first = deliveries[0] if deliveries else None
-    return Verdict(
-        partition=partition,
-        promise_id=promise.promise_id,
-        team=promise.team,
-        kind=promise.kind.value,
-        audience=promise.audience.value,
-        due_at=due,
-        outcome=outcome,
-        delivered_at=first.event.occurred_at.timestamp() if first else None,
-        delivery_known_at=first.known_at if first else None,
-    )
+    return _made_verdict(partition, promise, due, outcome, deliveries)
 
 
 def _renegotiated_verdict(partition: int, promise: Promise, story: list[_Seen],
@@ -292,7 +281,14 @@ def _renegotiated_verdict(partition: int, promise: Promise, story: list[_Seen],
                 pending = seen
     if outcome is None:
         outcome = MISSED if partition_time > due + grace else OPEN
-    first = all_deliveries[0] if all_deliveries else None
+    deliveries = all_deliveries if outcome != CANCELLED else []
+    return _made_verdict(partition, promise, due, outcome, deliveries, revisions)
+
+
+def _made_verdict(partition: int, promise: Promise, due: float, outcome: str,
+                  deliveries: list[_Seen], revisions: int = 0) -> Verdict:
+    """The verdict, with the first delivery in the log (if any) as its evidence."""
+    first = deliveries[0] if deliveries else None
     return Verdict(
         partition=partition,
         promise_id=promise.promise_id,
@@ -301,8 +297,8 @@ def _renegotiated_verdict(partition: int, promise: Promise, story: list[_Seen],
         audience=promise.audience.value,
         due_at=due,
         outcome=outcome,
-        delivered_at=first.event.occurred_at.timestamp() if first and outcome != CANCELLED else None,
-        delivery_known_at=first.known_at if first and outcome != CANCELLED else None,
+        delivered_at=first.event.occurred_at.timestamp() if first else None,
+        delivery_known_at=first.known_at if first else None,
         revisions=revisions,
     )
 
