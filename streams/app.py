@@ -47,8 +47,8 @@ class Monitor:
             web_bind=settings.web_host,
             web_host=settings.web_host,
             # Tansu holds a group join for half the session timeout.
-            broker_session_timeout=6,
-            broker_heartbeat_interval=1,
+            broker_session_timeout=settings.session_timeout,
+            broker_heartbeat_interval=settings.heartbeat_interval,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
             logging_config=None,

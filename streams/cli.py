@@ -79,9 +79,31 @@ def _add_worker_options(parser: argparse.ArgumentParser, with_broker: bool = Tru
         f"(default: {base.at_risk_seconds:g}; env SERVICEWATCH_AT_RISK_SECONDS)",
     )
     parser.add_argument(
+        "--session-timeout", type=session_timeout, default=base.session_timeout, metavar="SECONDS",
+        help="how long the broker waits for a silent worker (crashed, paused, starved) before "
+        "its partitions go to the other workers. Short: a dead worker's deadlines are judged "
+        "again sooner. Long: a worker that stalls briefly keeps its partitions instead of "
+        "rejoining. Between 6 and 1800 "
+        f"(default: {base.session_timeout:g}; env SERVICEWATCH_SESSION_TIMEOUT)",
+    )
+    parser.add_argument(
         "--log-level", default=base.log_level, choices=["debug", "info", "warning", "error"],
         help=f"worker log level (default: {base.log_level})",
     )
+
+
+def session_timeout(text: str) -> float:
+    low, high = defaults.SESSION_TIMEOUT_RANGE
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds, e.g. 10") from None
+    if not low <= seconds <= high:
+        raise argparse.ArgumentTypeError(
+            f"{seconds:g} s is outside {low:g}-{high:g} s, the range Kafka brokers accept by "
+            "default (group.min/max.session.timeout.ms)"
+        )
+    return seconds
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -89,7 +111,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         name: getattr(args, name)
         for name in ("broker", "topic", "partitions", "web_port", "web_host", "grace_seconds",
                      "at_risk_seconds", "log_level", "ingest_token", "ingest_max_bytes",
-                     "policy_path", "findings_topic_name")
+                     "policy_path", "findings_topic_name", "session_timeout")
         if hasattr(args, name)
     }
     return replace(Settings(), **fields)

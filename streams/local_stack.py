@@ -77,6 +77,7 @@ def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
         "--web-port", str(settings.web_port), "--web-host", settings.web_host,
         "--grace", str(settings.grace_seconds), "--at-risk", str(settings.at_risk_seconds),
         "--log-level", settings.log_level,
+        "--session-timeout", str(settings.session_timeout),
         "--policy", str(settings.policy_path or "demo"),
         "--findings-topic", settings.findings_topic,
     ]

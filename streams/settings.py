@@ -11,6 +11,10 @@ DEFAULT_TOPIC = "servicewatch.events"
 DEFAULT_PARTITIONS = 8
 DEFAULT_WEB_PORT = 6066
 DEFAULT_INGEST_MAX_BYTES = 1024 * 1024
+# Short, for a quick takeover of a dead worker's partitions; Kafka refuses less than 6 s
+# (group.min.session.timeout.ms) and more than 30 min by default.
+DEFAULT_SESSION_TIMEOUT = 6.0
+SESSION_TIMEOUT_RANGE = (6.0, 1800.0)
 # `--policy demo`: targets in seconds, for the simulator's compressed time (servicewatch run).
 DEMO_POLICY = Path(__file__).with_name("demo_policy.toml")
 
@@ -48,8 +52,18 @@ class Settings:
     # The service policy (targets, calendars, at-risk thresholds); None: built-in defaults.
     policy_path: Path | None = field(default_factory=lambda: policy_file(env("POLICY", "")))
     findings_topic_name: str = field(default_factory=lambda: env("FINDINGS_TOPIC", ""))
+    # How long the broker waits for a silent worker before handing its partitions to others.
+    session_timeout: float = field(
+        default_factory=lambda: float(env("SESSION_TIMEOUT", str(DEFAULT_SESSION_TIMEOUT)))
+    )
     sweep_interval: float = 0.2
     log_level: str = field(default_factory=lambda: env("LOG_LEVEL", "warning"))
+
+    @property
+    def heartbeat_interval(self) -> float:
+        # Kafka's advice: at most a third of the session timeout; a few beats per session
+        # survive one lost beat without a rebalance.
+        return min(3.0, self.session_timeout / 6)
 
     @property
     def dead_letter_topic(self) -> str:

@@ -329,10 +329,17 @@ def test_no_false_miss_while_the_worker_is_paused(worker, broker):
 FETCH_MAX_WAIT = 1.5  # Faust's aiokafka consumer: fetch_max_wait_ms=1500
 
 
-def test_no_false_miss_when_the_delivery_arrives_while_the_worker_is_paused(worker, broker):
+# Longer than each pause below: these cycles are about stale fetch answers, so the worker
+# keeps its partitions. (A pause longer than the session, with its rejoin, is the test above.)
+# Three rejoins in 30 s on a loaded machine once left a partition unread for over 15 s.
+LONG_SESSION = 20
+
+
+def test_no_false_miss_when_the_delivery_arrives_while_the_worker_is_paused(start_worker, broker):
     """The promise is already consumed; its on-time delivery reaches Kafka while the worker
     is paused, after the worker's in-flight fetch was answered empty; the worker resumes
     after due + grace. Three cycles, each on a fresh promise."""
+    worker = start_worker(extra_args=("--session-timeout", str(LONG_SESSION), "--log-level", "info"))
     cycles = 3
     worker.wait_until_caught_up()
     results = []
@@ -360,6 +367,7 @@ def test_no_false_miss_when_the_delivery_arrives_while_the_worker_is_paused(work
                     time.sleep(0.05)
             finally:
                 worker.resume()
+            assert time.time() - paused_at < LONG_SESSION - 2, "paused for longer than the session"
             metrics = wait_for(
                 lambda: m if total(m := worker.scrape(), OUTCOMES) == cycle + 1 else None, 15,
                 f"promise {cycle} to end", lambda: worker.context(worker.scrape()))
