@@ -23,6 +23,7 @@ from streams.processor import EventProcessor
 from streams.progress import ConsumerProgress
 from streams.settings import Settings
 from streams.state import PartitionStates
+from streams.transport import install as install_transport
 from streams.worklists import WorklistQueryError, parse_query, worklist
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Monitor:
             logging_config=None,
         )
         app = self.app
+        install_transport(app)
         self.events_topic = app.topic(
             settings.topic, key_type=bytes, value_type=bytes,
             key_serializer="raw", value_serializer="raw",

@@ -16,6 +16,7 @@ import pytest
 
 from schemas import EVENT_TYPES
 from streams.metrics import AUDIENCES, KINDS, REJECT_REASONS_ALL
+from streams.transport import FETCH_MAX_WAIT_MS
 from tests.integration.harness import (
     EventSender,
     Metrics,
@@ -326,7 +327,7 @@ def test_no_false_miss_while_the_worker_is_paused(worker, broker):
           f"{time.time() - resumed_at:.1f}s after SIGCONT (hold {HOLD_SECONDS:g}s)")
 
 
-FETCH_MAX_WAIT = 1.5  # Faust's aiokafka consumer: fetch_max_wait_ms=1500
+FETCH_MAX_WAIT = FETCH_MAX_WAIT_MS / 1000  # how long the broker holds the worker's empty fetches
 
 
 # Longer than each pause below: these cycles are about stale fetch answers, so the worker

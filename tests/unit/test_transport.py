@@ -1,0 +1,46 @@
+"""The worker's transport: Faust's aiokafka consumer with a short fetch wait (streams.transport)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiokafka
+import faust
+import pytest
+
+from streams.transport import FETCH_MAX_WAIT_MS, PromptFetchConsumerThread, Transport, install
+
+UNREACHABLE = "kafka://127.0.0.1:9"  # nothing here connects: the consumer is built, not started
+
+
+def test_the_worker_consumer_faust_builds_waits_briefly_for_fetches_and_keeps_faust_settings():
+    async def build():
+        app = faust.App("transport-test", broker=UNREACHABLE, broker_session_timeout=7)
+        transport = install(app)
+        thread = app.consumer._thread  # built as the worker builds it
+
+        return app, transport, thread, thread._create_worker_consumer(transport)
+
+    app, transport, thread, kafka_consumer = asyncio.run(build())
+    assert app.transport is transport and isinstance(transport, Transport)
+    assert isinstance(thread, PromptFetchConsumerThread)
+    assert kafka_consumer._fetch_max_wait_ms == FETCH_MAX_WAIT_MS
+    assert kafka_consumer._session_timeout_ms == 7000  # everything else is still Faust's
+    assert kafka_consumer._group_id == "transport-test"
+
+
+def test_aiokafka_still_hands_the_attribute_we_set_to_its_fetcher():
+    # If aiokafka renames it, our setting would silently do nothing.
+    async def build():
+        return aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9", fetch_max_wait_ms=123)
+
+    assert asyncio.run(build())._fetch_max_wait_ms == 123
+    import inspect
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
+
+
+def test_install_refuses_an_app_whose_transport_is_already_in_use():
+    app = faust.App("transport-test-late", broker=UNREACHABLE)
+    app.transport  # noqa: B018 -- Faust creates its own on first use
+    with pytest.raises(RuntimeError, match="before the app creates its transport"):
+        install(app)
