@@ -90,7 +90,10 @@ class TopicWatcher(threading.Thread):
     def __init__(self, bootstrap: str, topic: str, on_record: Callable[[str, bytes, float], None]) -> None:
         super().__init__(name=f"watch-{topic}", daemon=True)
         from kafka import KafkaConsumer, TopicPartition
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+        # A short fetch wait: Tansu holds an empty fetch for the whole wait even when records
+        # arrive, so kafka-python's 500 ms default would add up to half a second to every sample.
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                      fetch_max_wait_ms=10)
         deadline = time.monotonic() + 30
         partitions = None
         while not partitions and time.monotonic() < deadline:
@@ -130,6 +133,32 @@ def scrape_seconds(url: str, count: int = 5) -> float:
         scrape.page(url)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def loop_held_by_scrapes(metrics_url: str, requests: int = 40) -> tuple[float, float]:
+    """Median and max seconds a small request (one at-risk worklist entry) takes while
+    /metrics is scraped back to back: how long a scrape keeps the worker's event loop
+    from anything else (events, deadline sweeps, other requests)."""
+    small_url = metrics_url.rsplit("/metrics", 1)[0] + "/promises/at-risk?limit=1"
+    stop = threading.Event()
+
+    def scrape_back_to_back() -> None:
+        while not stop.is_set():
+            scrape.page(metrics_url)
+
+    scraper = threading.Thread(target=scrape_back_to_back, daemon=True)
+    scraper.start()
+    times = []
+    try:
+        for _ in range(requests):
+            started = time.perf_counter()
+            scrape.page(small_url)
+            times.append(time.perf_counter() - started)
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        scraper.join(10)
+    return statistics.median(times), max(times)
 
 
 def end_to_end(bootstrap: str, topic: str, app_id: str, metrics_url: str, samples: int) -> list[Latencies]:

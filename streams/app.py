@@ -12,10 +12,10 @@ from typing import Any
 
 import faust
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 
 from streams.collector import ObjectivesCollector, PromiseStateCollector
 from streams.deadletters import dead_letter
+from streams.exposition import MetricsPage
 from streams.ingest import install_ingest
 from streams.metrics import Instruments, TeamLabels
 from streams.policy import Policy
@@ -79,21 +79,24 @@ class Monitor:
         )
         self.registry = CollectorRegistry()
         self.instruments = Instruments(self.registry, TeamLabels(settings.max_teams))
-        self.registry.register(
-            PromiseStateCollector(self.states.books, self.instruments, self.states.inquiry_books)
-        )
-        self.registry.register(ObjectivesCollector(self.policy, self.instruments))
+        # These read state only the event loop may touch, so they are not in the registry
+        # that is rendered in a thread.
+        self.metrics_page = MetricsPage(self.registry, [
+            PromiseStateCollector(self.states.books, self.instruments, self.states.inquiry_books),
+            ObjectivesCollector(self.policy, self.instruments),
+        ])
         self.processor = EventProcessor(self.states, self.instruments, self.policy)
         self.progress = ConsumerProgress(app, settings.topic)
 
         app.agent(self.events_topic, name="servicewatch.interactions")(self._consume)
         app.timer(settings.sweep_interval, name="servicewatch.deadline-sweep")(self._sweep)
         registry = self.registry
+        render_metrics = self.metrics_page.render
 
         # A plain function, not a bound method: Faust binds it to its View.
         async def metrics_page(web: Any, request: Any) -> Any:
-            encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-            return web.bytes(encoder(registry), headers={"Content-Type": content_type})
+            body, content_type = await render_metrics(request.headers.get("Accept", ""))
+            return web.bytes(body, headers={"Content-Type": content_type})
 
         app.page("/metrics")(metrics_page)
         partition_books = self.states.partition_books
