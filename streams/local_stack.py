@@ -35,10 +35,11 @@ def run_local_stack(args: Namespace, settings: Settings) -> None:
     else:
         say(f"Starting the embedded Kafka-compatible broker (Tansu) on 127.0.0.1:{args.broker_port} ...")
         broker = EmbeddedBroker(port=args.broker_port, log_file=state_dir / "broker.log")
-    broker.start()
     worker = None
     simulator_stop = threading.Event()
+    stop_on_signals(signal.SIGTERM, signal.SIGHUP)
     try:
+        broker.start()
         settings = replace(settings, broker=broker.url)
         prepare(settings)
         worker = start_worker(settings, state_dir / "worker.log")
@@ -57,12 +58,25 @@ def run_local_stack(args: Namespace, settings: Settings) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a repeated signal must not cut the clean-up short
         say("\nStopping simulator, worker and broker ...")
         simulator_stop.set()
         if worker is not None:
             stop_process(worker, timeout=15.0)
         broker.stop()
         say("Stopped.")
+
+
+def stop_on_signals(*signals: signal.Signals) -> None:
+    """Stop as Ctrl-C does on these signals too. The broker and the worker run in sessions of
+    their own (so a terminal's Ctrl-C reaches only us); killed by `timeout`, a supervisor
+    or a closed terminal without this, we would leave them running, holding their ports."""
+    def interrupt(signum: int, _frame) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in signals:
+        signal.signal(sig, interrupt)
 
 
 def say(text: str) -> None:
