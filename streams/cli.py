@@ -79,11 +79,12 @@ def _add_worker_options(parser: argparse.ArgumentParser, with_broker: bool = Tru
         f"(default: {base.at_risk_seconds:g}; env SERVICEWATCH_AT_RISK_SECONDS)",
     )
     parser.add_argument(
-        "--session-timeout", type=session_timeout, default=base.session_timeout, metavar="SECONDS",
+        # A string default goes through type= as well, so SERVICEWATCH_SESSION_TIMEOUT is checked.
+        "--session-timeout", type=session_timeout, default=f"{base.session_timeout:g}", metavar="SECONDS",
         help="how long the broker waits for a silent worker (crashed, paused, starved) before "
         "its partitions go to the other workers. Short: a dead worker's deadlines are judged "
         "again sooner. Long: a worker that stalls briefly keeps its partitions instead of "
-        "rejoining. Between 6 and 1800 "
+        "rejoining. Between 6 and 90 "
         f"(default: {base.session_timeout:g}; env SERVICEWATCH_SESSION_TIMEOUT)",
     )
     parser.add_argument(
@@ -100,8 +101,8 @@ def session_timeout(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds, e.g. 10") from None
     if not low <= seconds <= high:
         raise argparse.ArgumentTypeError(
-            f"{seconds:g} s is outside {low:g}-{high:g} s, the range Kafka brokers accept by "
-            "default (group.min/max.session.timeout.ms)"
+            f"{seconds:g} s is outside {low:g}-{high:g} s (Kafka brokers refuse less than "
+            "6 s by default; more would outlast the worker's 90 s request timeout)"
         )
     return seconds
 

@@ -55,10 +55,12 @@ def run_local_stack(args: Namespace, settings: Settings) -> None:
         simulator = start_simulator(broker.bootstrap, settings.topic, args.rate, simulator_stop)
         say(f"Simulating {args.rate:g} customer cases per second. Press Ctrl-C to stop.\n")
         show_summaries(metrics_url, worker, simulator, args.duration)
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt as interrupt:
+        stopped_by = interrupt.args[0] if interrupt.args else None
+    else:
+        stopped_by = None
     finally:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)  # a repeated signal must not cut the clean-up short
         say("\nStopping simulator, worker and broker ...")
         simulator_stop.set()
@@ -66,6 +68,8 @@ def run_local_stack(args: Namespace, settings: Settings) -> None:
             stop_process(worker, timeout=15.0)
         broker.stop()
         say("Stopped.")
+    if isinstance(stopped_by, signal.Signals):
+        raise SystemExit(128 + stopped_by)  # the shell's convention for "ended by a signal"
 
 
 def stop_on_signals(*signals: signal.Signals) -> None:
@@ -73,14 +77,17 @@ def stop_on_signals(*signals: signal.Signals) -> None:
     their own (so a terminal's Ctrl-C reaches only us); killed by `timeout`, a supervisor
     or a closed terminal without this, we would leave them running, holding their ports."""
     def interrupt(signum: int, _frame) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
+        raise KeyboardInterrupt(signal.Signals(signum))
 
     for sig in signals:
         signal.signal(sig, interrupt)
 
 
-def say(text: str) -> None:
-    print(text, flush=True)
+def say(text: str, end: str = "\n") -> None:
+    try:
+        print(text, end=end, flush=True)
+    except OSError:  # a closed terminal (EIO) or pipe: keep going, the clean-up matters more
+        pass
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
@@ -149,9 +156,9 @@ def show_summaries(
             line = f"(metrics unavailable: {error})"
         elapsed = time.monotonic() - started
         if interactive:
-            print(f"\r\033[K[{elapsed:5.0f}s] {line}", end="", flush=True)
+            say(f"\r\033[K[{elapsed:5.0f}s] {line}", end="")
         else:
-            print(f"[{elapsed:5.0f}s] {line}", flush=True)
+            say(f"[{elapsed:5.0f}s] {line}")
     if interactive:
         print()
 

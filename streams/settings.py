@@ -11,10 +11,10 @@ DEFAULT_TOPIC = "servicewatch.events"
 DEFAULT_PARTITIONS = 8
 DEFAULT_WEB_PORT = 6066
 DEFAULT_INGEST_MAX_BYTES = 1024 * 1024
-# Short, for a quick takeover of a dead worker's partitions; Kafka refuses less than 6 s
-# (group.min.session.timeout.ms) and more than 30 min by default.
+# Short, for a quick takeover of a dead worker's partitions. Kafka refuses less than 6 s
+# (group.min.session.timeout.ms); Faust refuses more than its request timeout (90 s).
 DEFAULT_SESSION_TIMEOUT = 6.0
-SESSION_TIMEOUT_RANGE = (6.0, 1800.0)
+SESSION_TIMEOUT_RANGE = (6.0, 90.0)
 # `--policy demo`: targets in seconds, for the simulator's compressed time (servicewatch run).
 DEMO_POLICY = Path(__file__).with_name("demo_policy.toml")
 

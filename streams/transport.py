@@ -46,9 +46,9 @@ class Transport(aiokafka_driver.Transport):
 
 
 def install(app: Any) -> Transport:
-    """Give ``app`` this transport for consuming; call before anything uses ``app.transport``.
+    """Give ``app`` this transport; call before anything uses ``app.transport``.
 
-    The producer keeps Faust's own transport (``App.producer_transport``).
+    Faust builds its producer from the same transport; only the consumer differs.
     """
     if getattr(app, "_transport", None) is not None:
         raise RuntimeError("install() must run before the app creates its transport")

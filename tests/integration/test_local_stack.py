@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -49,6 +50,9 @@ def listening(port: int) -> bool:
 def read_until(process: subprocess.Popen, marker: str, timeout: float) -> list[str]:
     lines, deadline = [], time.monotonic() + timeout
     while time.monotonic() < deadline:
+        # Wait for output with the deadline in view; readline alone would block on a silent run.
+        if not select.select([process.stdout], [], [], max(deadline - time.monotonic(), 0))[0]:
+            break
         line = process.stdout.readline()
         if not line and process.poll() is not None:
             break
@@ -83,6 +87,23 @@ def test_a_signalled_run_stops_its_worker_and_broker_first(tmp_path, stop_signal
         process.send_signal(stop_signal)
         output, _ = process.communicate(timeout=60)
         assert "Stopped." in output
+        assert process.returncode == 128 + stop_signal, "the shell's code for a signalled stop"
+        assert not listening(broker_port), "the broker outlived `servicewatch run`"
+        assert not listening(web_port), "the worker outlived `servicewatch run`"
+    finally:
+        process.kill()
+        kill_leftovers(broker_port)
+
+
+def test_a_run_whose_terminal_went_away_still_stops_its_worker_and_broker(tmp_path):
+    """A closed terminal: output fails (here EPIPE; EIO on a tty), then SIGHUP arrives."""
+    process, broker_port, web_port = start_run(tmp_path)
+    try:
+        read_until(process, "Simulating", timeout=120)
+        process.stdout.close()
+        time.sleep(3)  # a summary line or two is written into the closed pipe
+        process.send_signal(signal.SIGHUP)
+        process.wait(timeout=60)
         assert not listening(broker_port), "the broker outlived `servicewatch run`"
         assert not listening(web_port), "the worker outlived `servicewatch run`"
     finally:

@@ -44,3 +44,16 @@ def test_install_refuses_an_app_whose_transport_is_already_in_use():
     app.transport  # noqa: B018 -- Faust creates its own on first use
     with pytest.raises(RuntimeError, match="before the app creates its transport"):
         install(app)
+
+
+def test_the_worker_app_uses_this_transport(tmp_path):
+    from streams.app import Monitor
+    from streams.settings import Settings
+
+    async def build():
+        monitor = Monitor(Settings(broker=UNREACHABLE, data_dir=tmp_path))
+        return monitor.app.transport, monitor.app.consumer._thread
+
+    transport, thread = asyncio.run(build())
+    assert isinstance(transport, Transport)
+    assert isinstance(thread, PromptFetchConsumerThread)

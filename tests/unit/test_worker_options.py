@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from streams.cli import _settings_from, build_parser
@@ -30,11 +32,35 @@ def test_the_environment_sets_the_session_timeout(monkeypatch):
 
 
 @pytest.mark.parametrize("value, says", [
-    ("3", "outside 6-1800 s"),
-    ("7200", "outside 6-1800 s"),
+    ("3", "outside 6-90 s"),
+    ("120", "outside 6-90 s"),
     ("soon", "not a number of seconds"),
 ])
-def test_a_session_timeout_kafka_would_refuse_is_refused_with_the_range(value, says, capsys):
+def test_a_session_timeout_kafka_or_faust_would_refuse_is_refused_with_the_range(value, says, capsys):
     with pytest.raises(SystemExit):
         settings("--session-timeout", value)
     assert says in capsys.readouterr().err
+
+
+def test_the_environment_is_held_to_the_same_range(monkeypatch, capsys):
+    monkeypatch.setenv("SERVICEWATCH_SESSION_TIMEOUT", "3")
+    with pytest.raises(SystemExit):
+        settings()
+    assert "outside 6-90 s" in capsys.readouterr().err
+
+
+def test_the_longest_session_allowed_builds_a_consumer_faust_accepts(tmp_path):
+    # Faust refuses a session longer than its request timeout when it builds the consumer.
+    import asyncio
+
+    from streams.app import Monitor
+    from streams.settings import SESSION_TIMEOUT_RANGE
+
+    longest = settings("--session-timeout", f"{SESSION_TIMEOUT_RANGE[1]:g}", "--broker", "kafka://127.0.0.1:9")
+
+    async def build():
+        monitor = Monitor(replace(longest, data_dir=tmp_path))
+        thread = monitor.app.consumer._thread
+        return thread._create_worker_consumer(monitor.app.transport)
+
+    assert asyncio.run(build())._session_timeout_ms == SESSION_TIMEOUT_RANGE[1] * 1000
