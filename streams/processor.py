@@ -195,7 +195,8 @@ class EventProcessor:
                 instruments.promise_change_ignored(event.type)
             self.record(changes)
         elif isinstance(event, PromiseCancelled):
-            changes = state.book.cancel(event.promise_id, event.occurred_at.timestamp(), known_at)
+            changes = state.book.cancel(event.promise_id, event.occurred_at.timestamp(), known_at,
+                                        cancellation_id=event.event_id)
             if not changes and not repeat:
                 instruments.promise_change_ignored(event.type)
             self.record(changes)

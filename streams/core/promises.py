@@ -48,9 +48,10 @@ class PromiseRecord:
     # When to warn that the promise is at risk (partition time); None: never.
     at_risk_at: float | None = None
     warned: bool = False  # the at-risk warning for the current due time was given
-    # Event ids of the revisions applied, so a repeated one is recognised even after
-    # another revision moved the due time (saved in the same write as the revision).
-    revision_ids: tuple[str, ...] = ()  # a tuple: no per-record list for the many unrevised
+    # Event ids of the revisions and cancellations read while the promise was open, so a
+    # repeat is recognised even after a revision moved the due time it was judged against
+    # (saved in the same write). A tuple: no per-record list for the many never changed.
+    change_ids: tuple[str, ...] = ()
 
     @property
     def labels(self) -> Labels:
@@ -323,17 +324,8 @@ class PromiseBook:
         A revision read before its promise is ignored (see docs/guarantees.md).
         ``at_risk_at`` is when to warn about the new due time (the caller's policy).
         """
-        record = self._records.get(promise_id)
-        if record is None or not record.is_made or record.ended_as is not None \
-                or known_at > record.due_at + self.grace \
-                or (revision_id is not None and revision_id in record.revision_ids):
-            return []  # too late, or this revision redelivered
-        if revision_id is not None:
-            # Remembered even when it changes nothing: its repeat, read after another
-            # revision moved the due time, must not apply then.
-            record.revision_ids = (*record.revision_ids, revision_id)
-            self._dirty.add(promise_id)
-        if due_at == record.due_at:
+        record = self._open_change(promise_id, known_at, revision_id)
+        if record is None or due_at == record.due_at:
             return []
         previous = record.due_at
         self._clear_warning(record)
@@ -349,19 +341,39 @@ class PromiseBook:
             changes.extend(self._judge_delivery(record, record.delivered_at, record.delivery_known_at))
         return changes
 
-    def cancel(self, promise_id: str, cancelled_at: float, known_at: float) -> list[Change]:
+    def cancel(self, promise_id: str, cancelled_at: float, known_at: float,
+               cancellation_id: str | None = None) -> list[Change]:
         """The promise was withdrawn at ``cancelled_at``, known at ``known_at``.
 
         Only a cancellation made by the due time and known by its deadline takes the
         promise out of the count; later ones change nothing (the promise was, or will
         be, judged as usual).
         """
-        record = self._records.get(promise_id)
-        if record is None or not record.is_made or record.ended_as is not None \
-                or cancelled_at > record.due_at or known_at > record.due_at + self.grace:
+        record = self._open_change(promise_id, known_at, cancellation_id)
+        if record is None or cancelled_at > record.due_at:
             return []
         self._end(record, CANCELLED)
         return [PromiseCancelled(record)]
+
+    def _open_change(self, promise_id: str, known_at: float,
+                     change_id: str | None) -> PromiseRecord | None:
+        """The record a revision or cancellation read now may change, or None: unknown, not
+        made, ended, past its deadline, or this change read before (a redelivery).
+
+        A change is remembered even when it then changes nothing (e.g. a cancellation
+        made after the due time): its repeat, read after a revision moved the due time,
+        must be judged as the first reading was, not again.
+        """
+        record = self._records.get(promise_id)
+        if record is None or not record.is_made or record.ended_as is not None \
+                or known_at > record.due_at + self.grace:
+            return None
+        if change_id is not None:
+            if change_id in record.change_ids:
+                return None
+            record.change_ids = (*record.change_ids, change_id)
+            self._dirty.add(promise_id)
+        return record
 
     # -- persistence -----------------------------------------------------------
     def take_dirty(self) -> tuple[list[PromiseRecord], list[str], OutcomeTotals | None]:

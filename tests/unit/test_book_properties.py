@@ -699,6 +699,23 @@ def test_a_redelivered_revision_read_after_a_later_one_changes_nothing():
     assert revision_totals(worker) == expected.revisions
 
 
+def test_a_late_cancellation_redelivered_after_a_revision_changes_nothing():
+    # Made after the due time, the cancellation is ignored; a revision then moves the due
+    # time past it. Its repeat (a retrying emitter) must not cancel: found by the property test.
+    cancellation = (1_000, b"c1", _event("promise_cancelled", "x1", "c1", 10_500, promise_id="p1"))
+    records = [PROMISE_DUE_10S,
+               cancellation,                    # made at 10.5 s: after the due time, ignored
+               _revised("r1", 20_000, 2_000),   # due 10 s -> 20 s
+               cancellation,                    # x1 again: a duplicate
+               ]
+    expected = judge(Scenario({0: records}, 40_000).logged(), end_of_log_time=ms_to_ts(40_000))
+    assert expected.outcomes == MISSED_ONCE
+    worker = fresh_worker()
+    feed_all(worker, 0, records)
+    worker.sweep(0, 40_000)
+    assert outcome_counts(worker) == MISSED_ONCE
+
+
 def test_revisions_re_read_after_a_crash_are_not_counted_again():
     records = [PROMISE_DUE_10S, _revised("r1", 20_000, 1_000), _revised("r2", 10_000, 2_000)]
     journal = Journal()
