@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import uuid
 from pathlib import Path
 
 from bench.proc import CpuWindow, MachineWindow, cpu_seconds, peak_rss_mb
+from streams.processes import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,13 +142,7 @@ def run(kind: str, broker, topic: str, events: int, workdir: Path, timeout: floa
         time.sleep(0.05)
         return json.loads(out.read_text())
     finally:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        stop_process(child, timeout=15)
         log.close()
 
 

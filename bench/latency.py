@@ -125,21 +125,31 @@ class TopicWatcher(threading.Thread):
         self.join(10)
 
 
-def scrape_seconds(url: str, count: int = 5) -> float:
-    """Median seconds one /metrics scrape takes (worker render + transfer)."""
+def request_seconds(url: str, count: int, pause: float = 0.0) -> list[float]:
+    """Seconds each of ``count`` GETs of ``url`` took, one after another, ``pause`` s apart."""
     times = []
     for _ in range(count):
         started = time.perf_counter()
         scrape.page(url)
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        time.sleep(pause)
+    return times
+
+
+def small_request_url(metrics_url: str) -> str:
+    """A request the worker answers in about a millisecond: one entry of its at-risk worklist."""
+    return metrics_url.rsplit("/metrics", 1)[0] + "/promises/at-risk?limit=1"
+
+
+def scrape_seconds(url: str, count: int = 5) -> float:
+    """Median seconds one /metrics scrape takes (worker render + transfer)."""
+    return statistics.median(request_seconds(url, count))
 
 
 def loop_held_by_scrapes(metrics_url: str, requests: int = 40) -> tuple[float, float]:
     """Median and max seconds a small request (one at-risk worklist entry) takes while
     /metrics is scraped back to back: how long a scrape keeps the worker's event loop
     from anything else (events, deadline sweeps, other requests)."""
-    small_url = metrics_url.rsplit("/metrics", 1)[0] + "/promises/at-risk?limit=1"
     stop = threading.Event()
 
     def scrape_back_to_back() -> None:
@@ -148,13 +158,8 @@ def loop_held_by_scrapes(metrics_url: str, requests: int = 40) -> tuple[float, f
 
     scraper = threading.Thread(target=scrape_back_to_back, daemon=True)
     scraper.start()
-    times = []
     try:
-        for _ in range(requests):
-            started = time.perf_counter()
-            scrape.page(small_url)
-            times.append(time.perf_counter() - started)
-            time.sleep(0.05)
+        times = request_seconds(small_request_url(metrics_url), requests, pause=0.05)
     finally:
         stop.set()
         scraper.join(10)

@@ -23,8 +23,9 @@ import uuid
 from pathlib import Path
 
 from bench import scrape
-from bench.latency import loop_held_by_scrapes, scrape_seconds
+from bench.latency import loop_held_by_scrapes, request_seconds, scrape_seconds, small_request_url
 from streams.embedded_broker import EmbeddedBroker, free_port
+from streams.processes import stop_process
 
 
 def measure(root: Path, broker: EmbeddedBroker, workdir: Path) -> str:
@@ -48,22 +49,13 @@ def measure(root: Path, broker: EmbeddedBroker, workdir: Path) -> str:
         time.sleep(3)
         lines = len((scrape.page(metrics_url) or "").splitlines())
         scrape_s = scrape_seconds(metrics_url)
-        alone = []
-        small_url = metrics_url.rsplit("/metrics", 1)[0] + "/promises/at-risk?limit=1"
-        for _ in range(20):
-            started = time.perf_counter()
-            scrape.page(small_url)
-            alone.append(time.perf_counter() - started)
+        alone = request_seconds(small_request_url(metrics_url), 20)
         during_p50, during_max = loop_held_by_scrapes(metrics_url, requests=60)
         return (f"{root}: {lines:,} lines, scrape {1000 * scrape_s:.0f} ms; a small request alone "
                 f"{1000 * statistics.median(alone):.1f} ms, during back-to-back scrapes "
                 f"{1000 * during_p50:.0f} ms median, {1000 * during_max:.0f} ms max")
     finally:
-        worker.terminate()
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_process(worker, timeout=15)
 
 
 def main() -> None:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -58,6 +57,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 
 from streams.embedded_broker import EmbeddedBroker, free_port  # noqa: E402
 from streams.kafka_broker import ApacheKafkaBroker  # noqa: E402
+from streams.processes import stop_process  # noqa: E402
 from streams.simulation import run_simulation  # noqa: E402
 from streams.topics import TopicSpec, ensure_topics  # noqa: E402
 
@@ -302,13 +302,8 @@ def soak(args: argparse.Namespace, workdir: Path) -> tuple[list[Sample], Verdict
         return samples, verdict
     finally:
         stop.set()
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        if worker is not None:
+            stop_process(worker, timeout=20)
         broker.stop()
 
 

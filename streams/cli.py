@@ -102,7 +102,7 @@ def session_timeout(text: str) -> float:
     if not low <= seconds <= high:
         raise argparse.ArgumentTypeError(
             f"{seconds:g} s is outside {low:g}-{high:g} s (Kafka brokers refuse less than "
-            "6 s by default; more would outlast the worker's 90 s request timeout)"
+            f"{low:g} s by default; more would outlast the worker's {high:g} s request timeout)"
         )
     return seconds
 

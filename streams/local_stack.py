@@ -15,6 +15,7 @@ from pathlib import Path
 
 from streams.embedded_broker import EmbeddedBroker
 from streams.kafka_broker import ApacheKafkaBroker
+from streams.processes import stop_process
 from streams.scrape import summarize
 from streams.settings import Settings
 from streams.simulation import run_simulation
@@ -161,17 +162,6 @@ def show_summaries(
             say(f"[{elapsed:5.0f}s] {line}")
     if interactive:
         print()
-
-
-def stop_process(process: subprocess.Popen, timeout: float) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def tail(path: Path, lines: int = 20) -> str:
