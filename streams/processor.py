@@ -43,6 +43,7 @@ from streams.state import PartitionState, PartitionStates
 # Events whose effect lives in the books, which ignore a repeat: a duplicate is applied
 # again (without counting it) in case a crash lost what the first one wrote.
 REAPPLIED_EVENTS = (Promise, Delivery, PromiseRevised, PromiseCancelled, Inquiry, Response)
+PROMISE_EVENTS = (Promise, Delivery, PromiseRevised, PromiseCancelled)
 
 # A producer's clock far ahead must not drag a partition's time forward and
 # declare every open promise missed at once.
@@ -88,11 +89,11 @@ class EventProcessor:
             if isinstance(event, REAPPLIED_EVENTS):
                 # Applied again all the same: the books ignore what they already have, and
                 # if a crash kept this id but lost the record it wrote, this restores it.
-                self._apply(state, event, known_at, repeat=True)
+                self._apply(state, event, offset, known_at, repeat=True)
                 self.states.persist(state)
             return None
         self.instruments.by_type[event.type].inc()
-        self._apply(state, event, known_at)
+        self._apply(state, event, offset, known_at)
         self.states.persist(state)
         # Kept across restarts and rebalances for every type: the book alone would keep
         # outcomes right, but the per-type event counts must not count a redelivery.
@@ -130,9 +131,11 @@ class EventProcessor:
                 self.instruments.team_label(change.record.team)
                 self.findings.append(response_overdue_finding(change.record, change.declared_at))
 
-    def _apply(self, state: PartitionState, event, known_at: float, repeat: bool = False) -> None:
+    def _apply(self, state: PartitionState, event, offset: int, known_at: float, repeat: bool = False) -> None:
         """Apply one valid event; a ``repeat`` (a duplicate) changes only the books."""
         instruments, policy = self.instruments, self.policy
+        if isinstance(event, PROMISE_EVENTS) and state.book.reflects(event.promise_id, offset):
+            return  # read again after a crash: its promise's stored record already holds it
         if isinstance(event, Delivery):
             changes = state.book.deliver(
                 event.promise_id, event.case_id, event.occurred_at.timestamp(), known_at

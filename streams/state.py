@@ -116,6 +116,10 @@ class PartitionStates:
             if archive is not None:
                 write_through(self._totals, partition, archive_key, archive.to_dict())
             for record in upserts:
+                if state.next_offset is not None:
+                    # Never lowered: a record restored after a crash may hold events
+                    # beyond those read again so far.
+                    record.as_of_offset = max(record.as_of_offset or 0, state.next_offset)
                 write_through(self._promises, partition, prefix + record.promise_id,
                               _stored(record, partition, kind))
             for record_id in deleted:

@@ -52,6 +52,11 @@ class PromiseRecord:
     # repeat is recognised even after a revision moved the due time it was judged against
     # (saved in the same write). A tuple: no per-record list for the many never changed.
     change_ids: tuple[str, ...] = ()
+    # The record holds the effect of every event of its partition before this offset (the
+    # next offset to process when it was written). After a crash the events since the last
+    # commit are read again; those before it are already in the record, and applying one
+    # again would judge it against changes that came after it in the log. None: unknown.
+    as_of_offset: int | None = None
 
     @property
     def labels(self) -> Labels:
@@ -376,6 +381,11 @@ class PromiseBook:
         return record
 
     # -- persistence -----------------------------------------------------------
+    def reflects(self, promise_id: str, offset: int) -> bool:
+        """Whether the record of ``promise_id`` already holds the event at ``offset``."""
+        record = self._records.get(promise_id)
+        return record is not None and record.as_of_offset is not None and offset < record.as_of_offset
+
     def take_dirty(self) -> tuple[list[PromiseRecord], list[str], OutcomeTotals | None]:
         """Records changed since the last call, ids forgotten, and the archive if changed.
 

@@ -732,6 +732,50 @@ def test_revisions_re_read_after_a_crash_are_not_counted_again():
     assert revision_totals(restarted) == expected.revisions
 
 
+def test_an_event_read_again_after_a_crash_is_not_judged_against_later_changes():
+    # Found by the property test (two schedules of one log disagreed): a delivery read
+    # again after a crash met a record that already held the revision that came after it
+    # in the log, and was judged against that revision's due time.
+    records = [PROMISE_DUE_10S,
+               (0, b"c1", _event("delivery", "d1", "c1", 17_000, promise_id="p1")),  # late
+               (1, b"c1", _event("delivery", "d2", "c1", 10_001, promise_id="p1")),  # late too
+               _revised("r1", 10_001, 1),  # ... on time for this due time, not yet read
+               _revised("r2", 12_000, 1)]  # the agreed due time: d1, remembered, is late
+    expected = judge(Scenario({0: records}, 40_000).logged(), end_of_log_time=ms_to_ts(40_000))
+    assert expected.outcomes == MISSED_ONCE
+    journal = Journal()
+    worker = Worker(journal, tables_from(journal, []))
+    feed_all(worker, 0, records[:2])
+    journal.commit()
+    feed_all(worker, 0, records[2:4], first_offset=2)
+    # The record write of r1 reached Kafka; the event ids of d2 and r1 did not.
+    record_writes = [w for w in journal.writes[journal.durable:] if w[1] == "promises"]
+    journal.crash(record_writes)
+    restarted = Worker(journal, tables_from(journal, journal.writes))
+    feed_all(restarted, 0, records[2:], first_offset=2)
+    restarted.sweep(0, 40_000)
+    assert outcome_counts(restarted) == MISSED_ONCE
+
+
+def test_a_write_made_while_events_are_read_again_keeps_the_records_later_offset():
+    # Found by the property test: a restored record held events up to offset 3; a sweep that
+    # wrote it while the restarted worker had read again only up to offset 2 stamped it
+    # "as of 2", so the next restart applied the events of offset 2 a second time.
+    records = [PROMISE_DUE_10S, _revised("r1", 20_000, 1), _revised("r2", 30_000, 2)]
+    journal = Journal()
+    worker = Worker(journal, tables_from(journal, []))
+    feed_all(worker, 0, records[:1])
+    journal.commit()
+    feed_all(worker, 0, records[1:], first_offset=1)
+    journal.crash(journal.writes[journal.durable:])
+    restarted = Worker(journal, tables_from(journal, journal.writes))
+    assert restarted.states.get(0).book.get("p1").as_of_offset == 3
+    feed_all(restarted, 0, records[1:2], first_offset=1)
+    restarted.sweep(0, None)  # the at-risk warning changes the record: it is written again
+    assert any(w[1] == "promises" for w in journal.writes[journal.durable:])
+    assert restarted.states.get(0).book.get("p1").as_of_offset == 3
+
+
 def test_the_first_scrape_after_a_restart_shows_the_restored_outcomes():
     journal = Journal()
     worker = Worker(journal, tables_from(journal, []))

@@ -6,6 +6,7 @@ the state it writes, including that a changelog replay restores it exactly.
 """
 
 import json
+import weakref
 from datetime import datetime, timedelta, timezone
 
 from prometheus_client import CollectorRegistry
@@ -56,12 +57,21 @@ def event(event_type, event_id, case_id="c1", at=NOW, **fields):
     return json.dumps(body).encode()
 
 
-def feed(processor, records, partition=0):
+# Per processor and partition, the offset the next fed record gets: records fed in several
+# calls follow each other in the partition, as in Kafka.
+_next_offsets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def feed(processor, records, partition=0, first_offset=None):
+    """Process ``records`` in order; ``first_offset`` reads them again from an earlier offset."""
+    offsets = _next_offsets.setdefault(processor, {})
+    start = offsets.get(partition, 0) if first_offset is None else first_offset
     rejections = []
-    for offset, (known_at, key, value) in enumerate(records):
+    for offset, (known_at, key, value) in enumerate(records, start):
         rejection = processor.process(partition, offset, known_at.timestamp(), key, value)
         if rejection:
             rejections.append(rejection)
+    offsets[partition] = max(offsets.get(partition, 0), start + len(records))
     return rejections
 
 
