@@ -1,0 +1,72 @@
+"""An offset commit waits until the state writes made before it have reached Kafka.
+
+The worker's state writes (changelog records) do not go straight to Kafka: Faust
+queues them in its producer buffer and a background task hands them, one at a
+time, to the Kafka producer. Before committing offsets Faust flushes that buffer,
+but its flush gives up as soon as 0.1 s pass without a message leaving the buffer
+(``ProducerBuffer.flush_atmost``), for example while the Kafka producer waits for
+room or the event loop is busy, and the commit goes ahead. A worker killed after
+such a commit has committed events whose state writes never left the process:
+their outcomes are lost for good, because nobody reads those events again
+(seen with SIGKILLed workers in ``tests/faults/test_worker_killed.py``).
+
+:class:`WritesBeforeCommit` puts a marker at the end of the buffer before each
+commit and commits only once the background task has reached it: by then every
+earlier write is in the Kafka producer, and Faust's own flush, which runs next,
+waits for the Kafka producer to deliver them. If the marker is not reached in
+time (the producer has stopped or cannot reach the broker) the commit is skipped:
+the events are read again later and the state they find tells them apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Mapping
+
+log = logging.getLogger(__name__)
+
+
+class BufferMarker:
+    """Queued in Faust's producer buffer like a message; "sending" it only records the fact.
+
+    Faust's buffer task calls ``fut.message.channel.publish_message(fut)`` for each
+    entry in order, so the marker stands in for all three.
+    """
+
+    def __init__(self) -> None:
+        self.reached = asyncio.get_running_loop().create_future()
+        self.message = self
+        self.channel = self
+
+    async def publish_message(self, fut: Any, wait: bool = False) -> None:
+        if not self.reached.done():
+            self.reached.set_result(None)
+
+
+async def buffered_writes_handed_over(buffer: Any, timeout: float) -> bool:
+    """True once everything queued in ``buffer`` so far is in the Kafka producer."""
+    marker = BufferMarker()
+    buffer.put(marker)
+    try:
+        await asyncio.wait_for(asyncio.shield(marker.reached), timeout)
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
+class WritesBeforeCommit:
+    """Mixin for a Faust consumer: commit offsets only after the writes made before them."""
+
+    #: How long a commit waits for earlier writes before it is skipped; the
+    #: broker's request timeout bounds any one send anyway.
+    handover_timeout: float | None = None
+
+    async def _commit_offsets(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
+        app: Any = self.app  # type: ignore[attr-defined]
+        timeout = self.handover_timeout or app.conf.broker_request_timeout
+        if not await buffered_writes_handed_over(app.producer.buffer, timeout):
+            log.warning("offset commit skipped: state writes queued before it were not sent within %g s; "
+                        "the events will be read again", timeout)
+            return False
+        return await super()._commit_offsets(offsets, start_new_transaction)  # type: ignore[misc]

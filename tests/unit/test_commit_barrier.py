@@ -1,0 +1,149 @@
+"""Offsets are committed only after the state writes queued before them (streams.commit_barrier).
+
+The writes go through Faust's real ProducerBuffer and its background task; only the
+Kafka side (each write's hand-over, the commit request) is played by the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import faust
+from faust.transport.producer import ProducerBuffer
+
+from streams.commit_barrier import WritesBeforeCommit, buffered_writes_handed_over
+
+UNREACHABLE = "kafka://127.0.0.1:9"
+SLOW_HANDOVER = 0.15  # longer than the 0.1 s after which Faust's flush gives up
+
+
+class KafkaProducerSide:
+    """Where the buffer's task hands writes: records the order, taking ``delay`` per write."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.handed_over: list[str] = []
+        self.stuck = asyncio.Event()  # set: hand-overs never finish
+
+    def write(self, name: str) -> SimpleNamespace:
+        side = self
+
+        class Channel:
+            async def publish_message(self, fut, wait=False):
+                if side.stuck.is_set():
+                    await asyncio.Event().wait()
+                await asyncio.sleep(side.delay)
+                side.handed_over.append(name)
+
+        # The shape Faust's buffer task reads: fut.message.channel.publish_message(fut)
+        return SimpleNamespace(message=SimpleNamespace(channel=Channel()))
+
+
+async def started_buffer() -> ProducerBuffer:
+    buffer = ProducerBuffer()
+    buffer.app = faust.App("commit-barrier-test", broker=UNREACHABLE)
+    await buffer.start()
+    return buffer
+
+
+async def discard(buffer: ProducerBuffer) -> None:
+    """Stop the buffer without sending what is left (Faust's stop would insist on it)."""
+    while not buffer.pending.empty():
+        buffer.pending.get_nowait()
+    await buffer.stop()
+
+
+def test_faust_flush_gives_up_while_writes_are_still_queued():
+    # Why the barrier exists; if Faust's flush ever waits for all, this test says so.
+    async def scenario():
+        buffer = await started_buffer()
+        kafka = KafkaProducerSide(SLOW_HANDOVER)
+        for n in range(4):
+            buffer.put(kafka.write(f"w{n}"))
+        await buffer.flush()
+        left = buffer.size
+        await discard(buffer)
+        return left
+
+    assert asyncio.run(scenario()) > 0
+
+
+def test_the_barrier_returns_only_when_every_earlier_write_was_handed_over():
+    async def scenario():
+        buffer = await started_buffer()
+        kafka = KafkaProducerSide(SLOW_HANDOVER)
+        for n in range(4):
+            buffer.put(kafka.write(f"w{n}"))
+        handed = await buffered_writes_handed_over(buffer, timeout=5)
+        seen_at_return = list(kafka.handed_over)
+        await discard(buffer)
+        return handed, seen_at_return
+
+    handed, seen = asyncio.run(scenario())
+    assert handed is True
+    assert seen == ["w0", "w1", "w2", "w3"]
+
+
+def test_the_barrier_reports_writes_that_cannot_be_handed_over():
+    async def scenario():
+        buffer = await started_buffer()
+        kafka = KafkaProducerSide(0)
+        kafka.stuck.set()
+        buffer.put(kafka.write("never"))
+        handed = await buffered_writes_handed_over(buffer, timeout=0.3)
+        await discard(buffer)
+        return handed
+
+    assert asyncio.run(scenario()) is False
+
+
+class RecordingCommit:
+    """The Faust commit underneath the mixin: records what it was asked, and when."""
+
+    def __init__(self, buffer: ProducerBuffer, kafka: KafkaProducerSide) -> None:
+        self.app = SimpleNamespace(producer=SimpleNamespace(buffer=buffer),
+                                   conf=SimpleNamespace(broker_request_timeout=5.0))
+        self.kafka = kafka
+        self.commits: list[tuple[dict, list[str]]] = []
+
+    async def _commit_offsets(self, offsets, start_new_transaction=True):
+        self.commits.append((dict(offsets), list(self.kafka.handed_over)))
+        return True
+
+
+class BarrierConsumer(WritesBeforeCommit, RecordingCommit):
+    pass
+
+
+def test_a_commit_waits_for_the_writes_queued_before_it():
+    async def scenario():
+        buffer = await started_buffer()
+        kafka = KafkaProducerSide(SLOW_HANDOVER)
+        consumer = BarrierConsumer(buffer, kafka)
+        for n in range(3):
+            buffer.put(kafka.write(f"w{n}"))
+        committed = await consumer._commit_offsets({"tp": 42})
+        await discard(buffer)
+        return committed, consumer.commits
+
+    committed, commits = asyncio.run(scenario())
+    assert committed is True
+    assert commits == [({"tp": 42}, ["w0", "w1", "w2"])]
+
+
+def test_a_commit_is_skipped_when_earlier_writes_cannot_be_sent():
+    async def scenario():
+        buffer = await started_buffer()
+        kafka = KafkaProducerSide(0)
+        kafka.stuck.set()
+        consumer = BarrierConsumer(buffer, kafka)
+        consumer.handover_timeout = 0.3
+        buffer.put(kafka.write("never"))
+        committed = await consumer._commit_offsets({"tp": 42})
+        await discard(buffer)
+        return committed, consumer.commits
+
+    committed, commits = asyncio.run(scenario())
+    assert committed is False
+    assert commits == []
