@@ -1,4 +1,7 @@
-"""Faust's aiokafka transport with a shorter fetch wait, so missed deadlines are seen sooner.
+"""Faust's aiokafka transport with a shorter fetch wait, so missed deadlines are seen sooner,
+offset commits that wait for the state writes made before them
+(:mod:`streams.commit_barrier`), and no batch handed over that a rebalance or seek
+overtook on its way from the consumer thread (:mod:`streams.fetch_guard`).
 
 A fetch for partitions with nothing new is held by the broker for up to the
 consumer's ``fetch_max_wait_ms``, which Faust fixes at 1,500 ms. A worker may only
@@ -22,11 +25,15 @@ from typing import Any
 
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
+from streams import fetch_guard
+from streams.commit_barrier import WritesBeforeCommit
+
 FETCH_MAX_WAIT_MS = 100
 
 
 class PromptFetchConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
-    """Faust's consumer thread, whose aiokafka consumer waits at most ``FETCH_MAX_WAIT_MS``."""
+    """Faust's consumer thread: fetches wait at most ``FETCH_MAX_WAIT_MS``, and each batch
+    records where it was taken (:func:`streams.fetch_guard.taken`)."""
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
@@ -35,14 +42,24 @@ class PromptFetchConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
 
+    async def _fetch_records(self, consumer: Any, active_partitions: Any,
+                             timeout: float | None = None, max_records: int | None = None) -> Any:
+        records = await super()._fetch_records(consumer, active_partitions,
+                                               timeout=timeout, max_records=max_records)
+        return fetch_guard.taken(consumer, records)
 
-class PromptFetchConsumer(aiokafka_driver.Consumer):
+
+class WorkerConsumer(WritesBeforeCommit, aiokafka_driver.Consumer):
     def _new_consumer_thread(self) -> PromptFetchConsumerThread:
         return PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+        records = await super()._getmany(active_partitions, timeout)
+        return fetch_guard.still_current(self._thread._ensure_consumer(), records)
+
 
 class Transport(aiokafka_driver.Transport):
-    Consumer = PromptFetchConsumer
+    Consumer = WorkerConsumer
 
 
 def install(app: Any) -> Transport:

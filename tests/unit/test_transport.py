@@ -57,3 +57,30 @@ def test_the_worker_app_uses_this_transport(tmp_path):
     transport, thread = asyncio.run(build())
     assert isinstance(transport, Transport)
     assert isinstance(thread, PromptFetchConsumerThread)
+
+
+def test_the_worker_consumer_commits_only_after_earlier_writes(tmp_path):
+    from streams.app import Monitor
+    from streams.commit_barrier import WritesBeforeCommit
+    from streams.settings import Settings
+
+    async def build():
+        return Monitor(Settings(broker=UNREACHABLE, data_dir=tmp_path)).app.consumer
+
+    consumer = asyncio.run(build())
+    assert isinstance(consumer, WritesBeforeCommit)
+    # The mixin's _commit_offsets must be the one Faust calls, ahead of Faust's own.
+    assert type(consumer)._commit_offsets is WritesBeforeCommit._commit_offsets
+
+
+def test_the_worker_consumer_checks_each_batch_against_rebalances_and_seeks(tmp_path):
+    from streams.app import Monitor
+    from streams.settings import Settings
+    from streams.transport import WorkerConsumer
+
+    async def build():
+        return Monitor(Settings(broker=UNREACHABLE, data_dir=tmp_path)).app.consumer
+
+    consumer = asyncio.run(build())
+    assert type(consumer)._getmany is WorkerConsumer._getmany
+    assert type(consumer._thread)._fetch_records is PromptFetchConsumerThread._fetch_records
