@@ -16,6 +16,10 @@ earlier write is in the Kafka producer, and Faust's own flush, which runs next,
 waits for the Kafka producer to deliver them. If the marker is not reached in
 time (the producer has stopped or cannot reach the broker) the commit is skipped:
 the events are read again later and the state they find tells them apart.
+
+What this does not cover: a write the Kafka producer hands over and then fails to
+deliver (after its own retries) is logged by Faust as an error and the commit still
+goes ahead, as in Faust.
 """
 
 from __future__ import annotations
@@ -45,21 +49,45 @@ class BufferMarker:
 
 
 async def buffered_writes_handed_over(buffer: Any, timeout: float) -> bool:
-    """True once everything queued in ``buffer`` so far is in the Kafka producer."""
+    """True once everything queued in ``buffer`` so far is in the Kafka producer.
+
+    False at once if the buffer is not running (stopping, or crashed: nothing would
+    reach the marker), and False after ``timeout``; either way no marker is left behind,
+    so Faust's own flush at shutdown does not trip over it.
+    """
+    if buffer.state != "running":
+        return False
     marker = BufferMarker()
     buffer.put(marker)
+    deadline = asyncio.get_running_loop().time() + timeout
     try:
-        await asyncio.wait_for(asyncio.shield(marker.reached), timeout)
-    except asyncio.TimeoutError:
-        return False
-    return True
+        while not marker.reached.done():
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0 or buffer.state != "running":
+                return False
+            try:
+                await asyncio.wait_for(asyncio.shield(marker.reached), min(remaining, 0.5))
+            except asyncio.TimeoutError:
+                pass
+        return True
+    finally:
+        if not marker.reached.done():
+            _withdraw(buffer, marker)
+
+
+def _withdraw(buffer: Any, marker: BufferMarker) -> None:
+    # asyncio.Queue keeps its items in the deque ``_queue``; Faust reads it the same way.
+    try:
+        buffer.pending._queue.remove(marker)
+    except ValueError:
+        pass  # taken by the buffer task meanwhile: it only marks itself reached
 
 
 class WritesBeforeCommit:
     """Mixin for a Faust consumer: commit offsets only after the writes made before them."""
 
-    #: How long a commit waits for earlier writes before it is skipped; the
-    #: broker's request timeout bounds any one send anyway.
+    #: How long a commit waits for earlier writes before it is skipped (default: the
+    #: broker request timeout). A write waits only for room in the Kafka producer.
     handover_timeout: float | None = None
 
     async def _commit_offsets(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:

@@ -21,7 +21,10 @@ The check is aiokafka's own, applied once more on arrival: each batch carries, p
 partition, the partition state object and position it was taken at. A rebalance
 replaces the state objects and a seek moves the position; either way aiokafka has
 forgotten that these records were consumed and will fetch them again from where
-it now stands, so dropping them loses nothing.
+it now stands, so dropping them loses nothing. (aiokafka moves a position by itself
+only when a fetch fails for that partition: an offset out of range resets it, and a
+record too large to fetch is stepped over. A batch in flight at that moment would be
+dropped too; neither happens to a worker reading records it can fetch.)
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Callable, Iterable, Iterator, Union
 
 ON_TIME = "on_time"
@@ -79,7 +79,11 @@ class PromiseRecord:
 
     @classmethod
     def from_dict(cls, data: dict) -> "PromiseRecord":
-        return cls(**data)
+        # Fields a newer release stored are left out, so a rollback can still restore.
+        return cls(**{name: value for name, value in data.items() if name in _RECORD_FIELDS})
+
+
+_RECORD_FIELDS = frozenset(field.name for field in fields(PromiseRecord))
 
 
 @dataclass(frozen=True, slots=True)

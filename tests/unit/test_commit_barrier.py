@@ -147,3 +147,34 @@ def test_a_commit_is_skipped_when_earlier_writes_cannot_be_sent():
     committed, commits = asyncio.run(scenario())
     assert committed is False
     assert commits == []
+
+
+def test_a_buffer_that_is_not_running_gets_no_marker_and_no_wait():
+    # After a crash the buffer's task no longer runs: waiting would stall shutdown, and a
+    # marker left in the queue would make Faust's own flush raise.
+    async def scenario():
+        buffer = await started_buffer()
+        await buffer.stop()
+        started = asyncio.get_running_loop().time()
+        handed = await buffered_writes_handed_over(buffer, timeout=5)
+        return handed, asyncio.get_running_loop().time() - started, buffer.size
+
+    handed, waited, left = asyncio.run(scenario())
+    assert handed is False and waited < 0.5 and left == 0
+
+
+def test_a_marker_not_reached_in_time_is_taken_back_out_of_the_buffer():
+    async def scenario():
+        buffer = await started_buffer()
+        kafka = KafkaProducerSide(0)
+        kafka.stuck.set()
+        buffer.put(kafka.write("stuck in the hand-over"))
+        buffer.put(kafka.write("queued behind it"))
+        handed = await buffered_writes_handed_over(buffer, timeout=0.3)
+        left = buffer.size
+        await discard(buffer)
+        return handed, left
+
+    handed, left = asyncio.run(scenario())
+    assert handed is False
+    assert left == 1  # the write behind the stuck one, not the marker
