@@ -1,7 +1,11 @@
-"""Faust's aiokafka transport with a shorter fetch wait, so missed deadlines are seen sooner,
-offset commits that wait for the state writes made before them
-(:mod:`streams.commit_barrier`), and no batch handed over that a rebalance or seek
-overtook on its way from the consumer thread (:mod:`streams.fetch_guard`).
+"""Faust's aiokafka transport, with four changes to its consumer:
+
+* a shorter fetch wait, so missed deadlines are seen sooner (below);
+* offset commits wait for the state writes made before them (:mod:`streams.commit_barrier`);
+* a batch that a rebalance or seek overtook on its way from the consumer thread is
+  dropped (:mod:`streams.fetch_guard`);
+* table recovery reads changelogs to their real end on every broker
+  (:mod:`streams.recovery_ends`).
 
 A fetch for partitions with nothing new is held by the broker for up to the
 consumer's ``fetch_max_wait_ms``, which Faust fixes at 1,500 ms. A worker may only
@@ -25,7 +29,7 @@ from typing import Any
 
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
-from streams import fetch_guard
+from streams import fetch_guard, recovery_ends
 from streams.commit_barrier import WritesBeforeCommit
 
 FETCH_MAX_WAIT_MS = 100
@@ -48,6 +52,12 @@ class PromptFetchConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
                                                timeout=timeout, max_records=max_records)
         return fetch_guard.taken(consumer, records)
 
+    async def _highwaters(self, partitions: Any) -> Any:
+        reported = await super()._highwaters(partitions)
+        if self.consumer.in_transaction:
+            return reported
+        return await recovery_ends.fetched_ends(lambda: self._create_client_consumer(self.transport), reported)
+
 
 class WorkerConsumer(WritesBeforeCommit, aiokafka_driver.Consumer):
     def _new_consumer_thread(self) -> PromptFetchConsumerThread:
@@ -69,6 +79,9 @@ def install(app: Any) -> Transport:
     """
     if getattr(app, "_transport", None) is not None:
         raise RuntimeError("install() must run before the app creates its transport")
+    if app.conf.producer_threaded:
+        # The commit barrier queues its marker in the producer buffer's own queue.
+        raise RuntimeError("the worker transport does not support producer_threaded=True")
     transport = Transport(app.conf.broker_consumer, app)
     app.transport = transport
     return transport
