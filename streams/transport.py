@@ -1,11 +1,9 @@
-"""Faust's aiokafka transport, with four changes to its consumer:
+"""Faust's aiokafka transport, with three changes to its consumer:
 
 * a shorter fetch wait, so missed deadlines are seen sooner (below);
 * offset commits wait for the state writes made before them (:mod:`streams.commit_barrier`);
 * a batch that a rebalance or seek overtook on its way from the consumer thread is
-  dropped (:mod:`streams.fetch_guard`);
-* table recovery reads changelogs to their real end on every broker
-  (:mod:`streams.recovery_ends`).
+  dropped (:mod:`streams.fetch_guard`).
 
 A fetch for partitions with nothing new is held by the broker for up to the
 consumer's ``fetch_max_wait_ms``, which Faust fixes at 1,500 ms. A worker may only
@@ -29,7 +27,7 @@ from typing import Any
 
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
-from streams import fetch_guard, recovery_ends
+from streams import fetch_guard
 from streams.commit_barrier import WritesBeforeCommit
 
 FETCH_MAX_WAIT_MS = 100
@@ -51,12 +49,6 @@ class PromptFetchConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         records = await super()._fetch_records(consumer, active_partitions,
                                                timeout=timeout, max_records=max_records)
         return fetch_guard.taken(consumer, records)
-
-    async def _highwaters(self, partitions: Any) -> Any:
-        reported = await super()._highwaters(partitions)
-        if self.consumer.in_transaction:
-            return reported
-        return await recovery_ends.fetched_ends(lambda: self._create_client_consumer(self.transport), reported)
 
 
 class WorkerConsumer(WritesBeforeCommit, aiokafka_driver.Consumer):

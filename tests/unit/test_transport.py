@@ -86,18 +86,6 @@ def test_the_worker_consumer_checks_each_batch_against_rebalances_and_seeks(tmp_
     assert type(consumer._thread)._fetch_records is PromptFetchConsumerThread._fetch_records
 
 
-def test_table_recovery_asks_the_worker_thread_for_fetched_end_offsets(tmp_path):
-    from streams.app import Monitor
-    from streams.settings import Settings
-
-    async def build():
-        return Monitor(Settings(broker=UNREACHABLE, data_dir=tmp_path)).app.consumer
-
-    consumer = asyncio.run(build())
-    # Faust's recovery calls consumer.highwaters(), which runs the thread's _highwaters.
-    assert type(consumer._thread)._highwaters is PromptFetchConsumerThread._highwaters
-
-
 def test_install_refuses_a_threaded_producer():
     app = faust.App("transport-test-threaded", broker=UNREACHABLE, producer_threaded=True)
     with pytest.raises(RuntimeError, match="producer_threaded"):
