@@ -21,6 +21,7 @@ from streams.metrics import Instruments, TeamLabels
 from streams.policy import Policy
 from streams.processor import EventProcessor
 from streams.progress import ConsumerProgress
+from streams.recovery_watch import RecoveryWatch
 from streams.settings import Settings
 from streams.state import PartitionStates
 from streams.transport import install as install_transport
@@ -90,6 +91,8 @@ class Monitor:
 
         app.agent(self.events_topic, name="servicewatch.interactions")(self._consume)
         app.timer(settings.sweep_interval, name="servicewatch.deadline-sweep")(self._sweep)
+        self.recovery_watch = RecoveryWatch(app)
+        app.timer(1.0, name="servicewatch.recovery-watch")(self._watch_recovery)
         registry = self.registry
         render_metrics = self.metrics_page.render
 
@@ -143,6 +146,12 @@ class Monitor:
                     value=json.dumps(dead_letter(message, rejection)).encode(),
                     headers={"servicewatch-reason": rejection.reason.encode()},
                 )
+
+    async def _watch_recovery(self) -> None:
+        try:
+            await self.recovery_watch.check()
+        except Exception:  # checked again next second; never stop the timer
+            log.exception("checking table recovery failed")
 
     async def _sweep(self) -> None:
         app = self.app
