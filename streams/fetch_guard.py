@@ -43,23 +43,18 @@ class FetchedRecords(dict):
         self.taken_at = taken_at
 
 
-def _partition_state(consumer: Any, tp: Any) -> Any:
+def _where(consumer: Any, tp: Any) -> tuple[Any, int | None]:
+    """The partition's aiokafka state object (None if not assigned) and its position."""
     subscription = consumer._subscription.subscription
     assignment = subscription.assignment if subscription is not None else None
-    return assignment.state_value(tp) if assignment is not None else None
-
-
-def _position(state: Any) -> int | None:
-    return state.position if state is not None and state.has_valid_position else None
+    state = assignment.state_value(tp) if assignment is not None else None
+    position = state.position if state is not None and state.has_valid_position else None
+    return state, position
 
 
 def taken(consumer: Any, records: dict) -> FetchedRecords:
     """Mark a batch just returned by aiokafka's fetcher (call in the consumer's thread)."""
-    taken_at = {}
-    for tp in records:
-        state = _partition_state(consumer, tp)
-        taken_at[tp] = (state, _position(state))
-    return FetchedRecords(records, taken_at)
+    return FetchedRecords(records, {tp: _where(consumer, tp) for tp in records})
 
 
 def still_current(consumer: Any, records: dict) -> dict:
@@ -69,8 +64,8 @@ def still_current(consumer: Any, records: dict) -> dict:
         return records
     current, dropped = {}, 0
     for tp, batch in records.items():
-        state = _partition_state(consumer, tp)
-        if taken_at.get(tp) == (state, _position(state)) and state is not None:
+        now = _where(consumer, tp)
+        if now[0] is not None and taken_at.get(tp) == now:
             current[tp] = batch
         else:
             dropped += len(batch)

@@ -42,8 +42,8 @@ from streams.state import PartitionState, PartitionStates
 
 # Events whose effect lives in the books, which ignore a repeat: a duplicate is applied
 # again (without counting it) in case a crash lost what the first one wrote.
-REAPPLIED_EVENTS = (Promise, Delivery, PromiseRevised, PromiseCancelled, Inquiry, Response)
 PROMISE_EVENTS = (Promise, Delivery, PromiseRevised, PromiseCancelled)
+REAPPLIED_EVENTS = (*PROMISE_EVENTS, Inquiry, Response)
 
 # A producer's clock far ahead must not drag a partition's time forward and
 # declare every open promise missed at once.
