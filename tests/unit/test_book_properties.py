@@ -716,15 +716,23 @@ def test_a_late_cancellation_redelivered_after_a_revision_changes_nothing():
     assert outcome_counts(worker) == MISSED_ONCE
 
 
-def test_revisions_re_read_after_a_crash_are_not_counted_again():
-    records = [PROMISE_DUE_10S, _revised("r1", 20_000, 1_000), _revised("r2", 10_000, 2_000)]
+def restarted_after_crash(records, committed: int, read: int, survive=lambda pending: pending):
+    """A worker reads ``records[:read]`` of partition 0, having committed ``records[:committed]``,
+    and crashes; of the writes made since the commit, those ``survive`` picks reached Kafka.
+    Returns the journal and a worker restarted from it (nothing read again yet)."""
     journal = Journal()
     worker = Worker(journal, tables_from(journal, []))
-    feed_all(worker, 0, records[:1])
-    journal.commit()  # the promise's offset is committed, the revisions' are not
-    feed_all(worker, 0, records[1:], first_offset=1)
-    journal.crash(journal.writes[journal.durable:])  # ... though all their writes survived
-    restarted = Worker(journal, tables_from(journal, journal.writes))
+    feed_all(worker, 0, records[:committed])
+    journal.commit()
+    feed_all(worker, 0, records[committed:read], first_offset=committed)
+    journal.crash(survive(journal.writes[journal.durable:]))
+    return journal, Worker(journal, tables_from(journal, journal.writes))
+
+
+def test_revisions_re_read_after_a_crash_are_not_counted_again():
+    records = [PROMISE_DUE_10S, _revised("r1", 20_000, 1_000), _revised("r2", 10_000, 2_000)]
+    # The promise's offset is committed, the revisions' are not, though all their writes survived.
+    _, restarted = restarted_after_crash(records, committed=1, read=3)
     feed_all(restarted, 0, records[1:], first_offset=1)
     restarted.sweep(0, 40_000)
     expected = judge(Scenario({0: records}, 40_000).logged(), end_of_log_time=ms_to_ts(40_000))
@@ -743,15 +751,9 @@ def test_an_event_read_again_after_a_crash_is_not_judged_against_later_changes()
                _revised("r2", 12_000, 1)]  # the agreed due time: d1, remembered, is late
     expected = judge(Scenario({0: records}, 40_000).logged(), end_of_log_time=ms_to_ts(40_000))
     assert expected.outcomes == MISSED_ONCE
-    journal = Journal()
-    worker = Worker(journal, tables_from(journal, []))
-    feed_all(worker, 0, records[:2])
-    journal.commit()
-    feed_all(worker, 0, records[2:4], first_offset=2)
     # The record write of r1 reached Kafka; the event ids of d2 and r1 did not.
-    record_writes = [w for w in journal.writes[journal.durable:] if w[1] == "promises"]
-    journal.crash(record_writes)
-    restarted = Worker(journal, tables_from(journal, journal.writes))
+    _, restarted = restarted_after_crash(
+        records, committed=2, read=4, survive=lambda pending: [w for w in pending if w[1] == "promises"])
     feed_all(restarted, 0, records[2:], first_offset=2)
     restarted.sweep(0, 40_000)
     assert outcome_counts(restarted) == MISSED_ONCE
@@ -762,13 +764,7 @@ def test_a_write_made_while_events_are_read_again_keeps_the_records_later_offset
     # wrote it while the restarted worker had read again only up to offset 2 stamped it
     # "as of 2", so the next restart applied the events of offset 2 a second time.
     records = [PROMISE_DUE_10S, _revised("r1", 20_000, 1), _revised("r2", 30_000, 2)]
-    journal = Journal()
-    worker = Worker(journal, tables_from(journal, []))
-    feed_all(worker, 0, records[:1])
-    journal.commit()
-    feed_all(worker, 0, records[1:], first_offset=1)
-    journal.crash(journal.writes[journal.durable:])
-    restarted = Worker(journal, tables_from(journal, journal.writes))
+    journal, restarted = restarted_after_crash(records, committed=1, read=3)
     assert restarted.states.get(0).book.get("p1").as_of_offset == 3
     feed_all(restarted, 0, records[1:2], first_offset=1)
     restarted.sweep(0, None)  # the at-risk warning changes the record: it is written again
