@@ -10,12 +10,13 @@ arrived, so a batch fetched for the old assignment was still processed:
   restored, so its state was rebuilt from half a changelog and kept;
 * Faust then marked those offsets read, and dropped them when the seek fetched them
   again, so they were never processed against the right state;
-* a changelog batch read during the previous recovery marked changelog offsets
-  read that the new recovery had just sought back to, and was dropped in the same
-  way, so the recovery waited forever for them.
+* a changelog batch read during the previous recovery could likewise mark changelog
+  offsets read that the new recovery had just sought back to.
 
-All three were seen in the kill fault test on Apache Kafka (missed promises whose
-on-time deliveries were in the log; a worker stuck in recovery).
+The first two were seen in the kill fault test on Apache Kafka (missed promises whose
+on-time deliveries were in the log). A worker stuck in recovery was seen too, and
+again with this guard in place, so that stall has another cause
+(:mod:`streams.recovery_watch`).
 
 The check is aiokafka's own, applied once more on arrival: each batch carries, per
 partition, the partition state object and position it was taken at. A rebalance
