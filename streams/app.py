@@ -29,6 +29,9 @@ from streams.worklists import WorklistQueryError, parse_query, worklist
 
 log = logging.getLogger(__name__)
 
+# Unsent state changes after which the agent sends them without waiting for the sweep tick.
+MAX_PENDING_WRITES = 1000
+
 
 class Monitor:
     """The worker: its Faust app, state, metrics and the agent/timer/page wired to them."""
@@ -56,7 +59,7 @@ class Monitor:
             logging_config=None,
         )
         app = self.app
-        install_transport(app)
+        self.transport = install_transport(app)
         self.events_topic = app.topic(
             settings.topic, key_type=bytes, value_type=bytes,
             key_serializer="raw", value_serializer="raw",
@@ -87,6 +90,11 @@ class Monitor:
             ObjectivesCollector(self.policy, self.instruments),
         ])
         self.processor = EventProcessor(self.states, self.instruments, self.policy)
+        # The state's changes go out in batches (streams.state), always before a commit.
+        self.transport.before_commit.append(self.states.send_pending)
+        # A batch may hold a few thousand writes: Faust's default (100 waiting) would hold
+        # up the agent at each one and log a warning.
+        app.producer.buffer.max_messages = 4 * MAX_PENDING_WRITES
         self.progress = ConsumerProgress(app, settings.topic)
 
         app.agent(self.events_topic, name="servicewatch.interactions")(self._consume)
@@ -127,6 +135,7 @@ class Monitor:
 
     async def _consume(self, stream: Any) -> None:
         process = self.processor.process
+        states = self.states
         async for event in stream.events():
             message = event.message
             try:
@@ -138,6 +147,8 @@ class Monitor:
                 rejection = self.processor.reject(
                     "processing_error", "servicewatch failed on this event; the worker log has the details"
                 )
+            if states.pending_writes >= MAX_PENDING_WRITES:
+                states.send_pending()
             if self.processor.findings:
                 await self._publish_findings()
             if rejection is not None:
@@ -155,14 +166,15 @@ class Monitor:
 
     async def _sweep(self) -> None:
         app = self.app
-        if not self._tables_recovered or app.rebalancing or getattr(app, "in_recovery", False):
-            return  # state is incomplete until table recovery is done
-        try:
-            self._sweep_partitions()
-            if self.processor.findings:
-                await self._publish_findings()
-        except Exception:  # a failed sweep is retried on the next tick; never stop the timer
-            log.exception("deadline sweep failed")
+        if self._tables_recovered and not app.rebalancing and not getattr(app, "in_recovery", False):
+            # (Until table recovery is done the state is incomplete: no sweep.)
+            try:
+                self._sweep_partitions()
+                if self.processor.findings:
+                    await self._publish_findings()
+            except Exception:  # a failed sweep is retried on the next tick; never stop the timer
+                log.exception("deadline sweep failed")
+        self.states.send_pending()
 
     async def _publish_findings(self) -> None:
         findings, self.processor.findings = self.processor.findings, []
@@ -198,6 +210,9 @@ class Monitor:
     async def _on_revoked(self, sender: Any, revoked: Any, **_: Any) -> None:
         self._tables_recovered = False
         partitions = {tp.partition for tp in revoked if tp.topic == self.settings.topic}
+        # Faust has committed; what a sweep changed since goes to the next owner too.
+        self.states.send_pending()
+        await self.app.producer.flush()
         self.states.release(partitions)
         for partition in partitions:
             for gauge in (self.instruments.partition_lag, self.instruments.partition_time):

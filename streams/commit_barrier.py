@@ -10,8 +10,9 @@ such a commit has committed events whose state writes never left the process:
 their outcomes are lost for good, because nobody reads those events again
 (seen with SIGKILLed workers in ``tests/faults/test_worker_killed.py``).
 
-:class:`WritesBeforeCommit` puts a marker at the end of the buffer before each
-commit and commits only once the background task has reached it: by then every
+:class:`WritesBeforeCommit` first has the app send the writes it holds back
+(the transport's ``before_commit`` callbacks: :meth:`streams.state.PartitionStates.send_pending`),
+then puts a marker at the end of the buffer and commits only once the background task has reached it: by then every
 earlier write is in the Kafka producer, and Faust's own flush, which runs next,
 waits for the Kafka producer to deliver them. If the marker is not reached in
 time (the producer has stopped or cannot reach the broker) the commit is skipped:
@@ -92,6 +93,8 @@ class WritesBeforeCommit:
 
     async def _commit_offsets(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
         app: Any = self.app  # type: ignore[attr-defined]
+        for send_held_writes in self.transport.before_commit:  # type: ignore[attr-defined]
+            send_held_writes()  # writes the app held back (streams.state) join the buffer first
         timeout = self.handover_timeout or app.conf.broker_request_timeout
         if not await buffered_writes_handed_over(app.producer.buffer, timeout):
             log.warning("offset commit skipped: state writes queued before it were not sent within %g s; "

@@ -1,17 +1,29 @@
-"""The one owner of this worker's per-partition state, written through to Faust tables.
+"""The one owner of this worker's per-partition state, written to Faust tables in batches.
 
 Each assigned partition has a promise book, the inquiries awaiting an answer, a
-partition clock and a window of recent event ids. They live in memory for speed and are persisted to changelog
-tables *on the partition they belong to*, so that after a crash or a rebalance
-the worker that takes the partition over restores exactly its state.
+partition clock and a window of recent event ids. They live in memory for speed and are
+persisted to changelog tables *on the partition they belong to*, so that after a crash or
+a rebalance the worker that takes the partition over restores exactly its state.
 
-Writes go through :func:`write_through` rather than ``table[key] = value``
-because the deadline sweep runs in a timer, outside any stream event, where
-Faust cannot tell which changelog partition a plain assignment belongs to.
+A change is applied to the table's data at once but sent to its changelog later, by
+:meth:`PartitionStates.send_pending`: the worker calls it before every offset commit
+(:mod:`streams.commit_barrier`, so a committed offset never runs ahead of the state
+written for the events before it), at every sweep tick, when many writes are waiting,
+and when partitions are revoked. Until then the latest value of each key wins, and
+the event ids of a partition go out as one record holding all of them. Sending one
+changelog record per change and per event id was most of the worker's CPU per event.
+What a crash loses is only what events after the last commit wrote, and those events
+are read again.
+
+Writes name their changelog partition (``send_changelog``) rather than using
+``table[key] = value`` because the deadline sweep runs in a timer, outside any stream
+event, where Faust cannot tell which changelog partition a plain assignment belongs to.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,16 +35,8 @@ from streams.core.promises import OutcomeTotals, PromiseBook, PromiseRecord
 # Inquiries share the promises table (and the totals table), apart by key prefix.
 INQUIRY_KEY_PREFIX = "inquiry:"
 INQUIRY_BOOK = "inquiries"
-
-
-def write_through(table: Any, partition: int, key: str, value: Any) -> None:
-    """Set (or with ``None`` delete) ``key`` in ``table`` and its changelog partition."""
-    if value is None:
-        table.data.pop(key, None)
-        table.send_changelog(partition, key, None, value_serializer="raw")
-    else:
-        table.data[key] = value
-        table.send_changelog(partition, key, value)
+# A seen-events record holding a batch of one partition's event ids: "ids:<partition>:...".
+ID_BATCH_PREFIX = "ids:"
 
 
 @dataclass
@@ -44,6 +48,10 @@ class PartitionState:
     clock: PartitionClock = field(default_factory=PartitionClock)
     # Next offset the agent has to process: everything before it is done.
     next_offset: int | None = None
+    # Event ids remembered since the last send, and the id batches persisted so far
+    # (oldest first, as (key, number of ids)), which are deleted once the window passes them.
+    unsent_ids: list[str] = field(default_factory=list)
+    id_batches: deque = field(default_factory=deque)
 
 
 class PartitionStates:
@@ -63,6 +71,8 @@ class PartitionStates:
         self._grace = grace_seconds
         self._seen_capacity = seen_capacity
         self._states: dict[int, PartitionState] = {}
+        # (table, partition, key) -> value (None: delete), in the order last written.
+        self._pending: dict[tuple[Any, int, str], Any] = {}
 
     def __contains__(self, partition: int) -> bool:
         return partition in self._states
@@ -90,16 +100,62 @@ class PartitionStates:
         return [(state.inquiries.book, state.clock.now()) for state in self._states.values()]
 
     def release(self, partitions: set[int]) -> None:
-        """Forget partitions this worker no longer holds (their tables keep them)."""
+        """Forget partitions this worker no longer holds (their tables keep them).
+
+        Their unsent writes are dropped: every commit sends first, so they belong to
+        events after the last commit, which the partition's next owner reads again.
+        Send them first (:meth:`send_pending`) to hand a partition over cleanly.
+        """
         for partition in partitions:
             self._states.pop(partition, None)
+        if partitions:
+            self._pending = {entry: value for entry, value in self._pending.items()
+                             if entry[1] not in partitions}
 
-    def remember_event(self, state: PartitionState, event_id: str, persist: bool = True) -> None:
-        """Remember an event id; ``persist`` also keeps it across restarts (one more write)."""
-        if persist:
-            write_through(self._seen, state.partition, event_id, state.partition)
-        for forgotten in state.seen.add(event_id, persisted=persist):
-            write_through(self._seen, state.partition, forgotten, None)
+    @property
+    def pending_writes(self) -> int:
+        """Changes not sent yet, not counting event ids (they go out as one record per partition)."""
+        return len(self._pending)
+
+    def remember_event(self, state: PartitionState, event_id: str) -> None:
+        """Remember an event id, across restarts too once sent."""
+        state.seen.add(event_id)
+        state.unsent_ids.append(event_id)
+
+    def send_pending(self) -> None:
+        """Hand every change not sent yet to the changelogs, in the order made."""
+        for state in self._states.values():
+            if state.unsent_ids:
+                self._persist_ids(state)
+        pending, self._pending = self._pending, {}
+        for (table, partition, key), value in pending.items():
+            if value is None:
+                table.send_changelog(partition, key, None, value_serializer="raw")
+            else:
+                table.send_changelog(partition, key, value)
+
+    def _write(self, table: Any, partition: int, key: str, value: Any) -> None:
+        if value is None:
+            table.data.pop(key, None)
+        else:
+            table.data[key] = value
+        entry = (table, partition, key)
+        pending = self._pending
+        pending.pop(entry, None)  # sent in the order last written: an archive before its deletions
+        pending[entry] = value
+
+    def _persist_ids(self, state: PartitionState) -> None:
+        ids, state.unsent_ids = state.unsent_ids, []
+        partition = state.partition
+        key = f"{ID_BATCH_PREFIX}{partition}:{state.next_offset or 0:012d}:{uuid.uuid4().hex[:8]}"
+        self._write(self._seen, partition, key, {"partition": partition, "ids": ids})
+        state.id_batches.append((key, len(ids)))
+        # Keep the batches that still hold ids within the window of recent ids.
+        held = sum(count for _, count in state.id_batches)
+        while len(state.id_batches) > 1 and held - state.id_batches[0][1] >= self._seen_capacity:
+            oldest, count = state.id_batches.popleft()
+            held -= count
+            self._write(self._seen, partition, oldest, None)
 
     def persist(self, state: PartitionState) -> None:
         """Write what the book changed since the last call.
@@ -114,16 +170,16 @@ class PartitionStates:
         ):
             upserts, deleted, archive = book.take_dirty()
             if archive is not None:
-                write_through(self._totals, partition, archive_key, archive.to_dict())
+                self._write(self._totals, partition, archive_key, archive.to_dict())
             for record in upserts:
                 if state.next_offset is not None:
                     # Never lowered: a record restored after a crash may hold events
                     # beyond those read again so far.
                     record.as_of_offset = max(record.as_of_offset or 0, state.next_offset)
-                write_through(self._promises, partition, prefix + record.promise_id,
-                              _stored(record, partition, kind))
+                self._write(self._promises, partition, prefix + record.promise_id,
+                            _stored(record, partition, kind))
             for record_id in deleted:
-                write_through(self._promises, partition, prefix + record_id, None)
+                self._write(self._promises, partition, prefix + record_id, None)
 
     def _restore(self, partition: int) -> PartitionState:
         promises: list[PromiseRecord] = []
@@ -137,10 +193,19 @@ class PartitionStates:
             inquiries, self._archive(f"{partition}:{INQUIRY_BOOK}"), grace_seconds=self._grace
         )
         seen = RecentEventIds(self._seen_capacity)
-        for event_id, owner in list(self._seen.data.items()):
-            if owner == partition:
+        batches = []
+        for key, value in list(self._seen.data.items()):
+            if isinstance(value, dict):
+                if value.get("partition") == partition:
+                    batches.append((key, value["ids"]))
+            elif value == partition:  # one id per record, as earlier versions wrote them (kept)
+                seen.add(key)
+        batches.sort()  # by the offset in the key: oldest first
+        for _, ids in batches:
+            for event_id in ids:
                 seen.add(event_id)
-        return PartitionState(partition=partition, book=book, seen=seen, inquiries=awaiting)
+        return PartitionState(partition=partition, book=book, seen=seen, inquiries=awaiting,
+                              id_batches=deque((key, len(ids)) for key, ids in batches))
 
     def _archive(self, key: str) -> OutcomeTotals | None:
         stored = self._totals.data.get(key)

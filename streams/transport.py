@@ -25,7 +25,7 @@ in Faust's source is changed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
@@ -65,6 +65,11 @@ class WorkerConsumer(EagerDelivery, WritesBeforeCommit, aiokafka_driver.Consumer
 
 class Transport(aiokafka_driver.Transport):
     Consumer = WorkerConsumer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Called, in order, before every offset commit (:mod:`streams.commit_barrier`).
+        self.before_commit: list[Callable[[], None]] = []
 
 
 def install(app: Any) -> Transport:

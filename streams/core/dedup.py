@@ -19,7 +19,7 @@ class RecentEventIds:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
-        self._ids: OrderedDict[str, bool] = OrderedDict()  # id -> whether it was persisted
+        self._ids: OrderedDict[str, None] = OrderedDict()
 
     def __contains__(self, event_id: str) -> bool:
         return event_id in self._ids
@@ -27,12 +27,8 @@ class RecentEventIds:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def add(self, event_id: str, persisted: bool = True) -> list[str]:
-        """Remember ``event_id``; return the persisted ids forgotten to make room."""
-        self._ids[event_id] = persisted
-        evicted = []
-        while len(self._ids) > self.capacity:
-            oldest, was_persisted = self._ids.popitem(last=False)
-            if was_persisted:
-                evicted.append(oldest)
-        return evicted
+    def add(self, event_id: str) -> None:
+        """Remember ``event_id``, forgetting the oldest beyond the capacity."""
+        self._ids[event_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)

@@ -252,7 +252,7 @@ class Journal:
     """Every changelog write of the three tables in send order, tagged with the processor call
     that made it, and the promises each call ended."""
 
-    # (call, table, partition, key, value)
+    # (call, table, partition, key, value); call: how many calls had ended when it was sent
     writes: list[tuple[int, str, int, str, object]] = field(default_factory=list)
     calls: int = 0  # index of the call in progress
     durable: int = 0  # writes[:durable] are in Kafka for good (flushed by a commit, or read back)
@@ -268,9 +268,14 @@ class Journal:
         """Keep the durable writes and ``survivors`` (a subset of the rest, in order)."""
         self.writes = self.writes[:self.durable] + survivors
         self.durable = len(self.writes)  # the restarted worker read them back
-        kept = {(call, key) for call, table, _, key, _ in self.writes if table == "promises"}
-        # An end is durable when its record write is: otherwise the restart ends it again.
-        self.ends = [end for end in self.ends if (end[0], end[2]) in kept]
+        # An end is durable when a write of its record sent after it is: otherwise the
+        # restart ends it again. Writes are sent between calls, so a write tagged N
+        # holds what calls before N did.
+        last_sent: dict[str, int] = {}
+        for call, table, _, key, _ in self.writes:
+            if table == "promises":
+                last_sent[key] = call
+        self.ends = [end for end in self.ends if last_sent.get(end[2], -1) > end[0]]
 
 
 class JournalTable:
@@ -343,6 +348,14 @@ class Worker:
         self.processor.sweep(state)
         self.journal.end_call()
 
+    def send(self) -> None:
+        """What a sweep tick does after the sweep: the changes made so far go to the changelogs."""
+        self.states.send_pending()
+
+    def commit(self) -> None:
+        self.states.send_pending()  # the consumer's commit hook (streams.commit_barrier)
+        self.journal.commit()
+
 
 @dataclass
 class Run:
@@ -395,7 +408,7 @@ def drive(data: st.DataObject, scenario: Scenario, max_crashes: int = 2) -> Run:
         return scenario.end_ms
 
     while any(remaining(p) for p in partitions):
-        action = data.draw(st.sampled_from(["feed"] * 4 + ["sweep", "sweep", "commit", "crash"]))
+        action = data.draw(st.sampled_from(["feed"] * 4 + ["sweep", "sweep", "send", "commit", "crash"]))
         if action == "feed":
             p = data.draw(st.sampled_from([p for p in partitions if remaining(p)]))
             count = data.draw(st.integers(1, 4))
@@ -412,9 +425,12 @@ def drive(data: st.DataObject, scenario: Scenario, max_crashes: int = 2) -> Run:
                                      st.integers(max(limit - 30_000, 0), limit)))
             worker.sweep(p, at)
             actions.append(f"sweep p{p} caught up at {at}")
+        elif action == "send":
+            worker.send()
+            actions.append("send")
         elif action == "commit":
             committed = dict(position)
-            journal.commit()
+            worker.commit()
             actions.append(f"commit {committed}")
         elif crashes < max_crashes:
             crashes += 1
@@ -510,9 +526,13 @@ def test_two_schedules_of_one_log_agree_with_each_other(scenario, data):
 
 
 # -- examples found by these properties, kept as plain tests -------------------------------------
-def feed_all(worker: Worker, partition: int, records, first_offset: int = 0) -> None:
+def feed_all(worker: Worker, partition: int, records, first_offset: int = 0,
+             send_each: bool = True) -> None:
+    """Process ``records``; ``send_each``: each one's changes are sent before the next is read."""
     for offset, (ts, key, value) in enumerate(records, first_offset):
         worker.process(partition, offset, ts, key, value)
+        if send_each:
+            worker.send()
 
 
 def outcome_counts(worker: Worker) -> Counter:
@@ -585,8 +605,14 @@ def test_a_crash_keeping_any_part_of_the_changelog_writes_neither_loses_nor_doub
     broker (Kafka keeps order within a partition, not across them). The restarted worker
     reads both records again (they were not committed) and must count the promise kept, once."""
     records = [PROMISE_DUE_10S, (5_000, b"c1", _event("delivery", "e2", "c1", 5_000, promise_id="p1"))]
+    for send_each in (True, False):  # sent after each record, or both records' changes at once
+        check_any_prefix_survives(records, send_each)
+
+
+def check_any_prefix_survives(records, send_each: bool) -> None:
     probe = fresh_worker()
-    feed_all(probe, 0, records)
+    feed_all(probe, 0, records, send_each=send_each)
+    probe.send()
     pending = probe.journal.writes
     streams = sorted({(table, partition) for _, table, partition, _, _ in pending})
     lengths = [range(sum(1 for w in pending if (w[1], w[2]) == stream) + 1) for stream in streams]
@@ -666,7 +692,7 @@ def test_a_restart_judges_like_a_clean_pass_when_timestamps_go_backwards():
     journal = Journal()
     first = Worker(journal, tables_from(journal, []))
     feed_all(first, 0, records[:2])
-    journal.commit()  # offsets 0 and 1 committed; then the worker dies (or the partition moves)
+    first.commit()  # offsets 0 and 1 committed; then the worker dies (or the partition moves)
     restarted = Worker(journal, tables_from(journal, journal.writes))
     feed_all(restarted, 0, records[2:], first_offset=2)
     restarted.sweep(0, 30_000)
@@ -723,8 +749,9 @@ def restarted_after_crash(records, committed: int, read: int, survive=lambda pen
     journal = Journal()
     worker = Worker(journal, tables_from(journal, []))
     feed_all(worker, 0, records[:committed])
-    journal.commit()
+    worker.commit()
     feed_all(worker, 0, records[committed:read], first_offset=committed)
+    worker.send()  # a sweep tick sent them; then the crash
     journal.crash(survive(journal.writes[journal.durable:]))
     return journal, Worker(journal, tables_from(journal, journal.writes))
 
@@ -768,6 +795,7 @@ def test_a_write_made_while_events_are_read_again_keeps_the_records_later_offset
     assert restarted.states.get(0).book.get("p1").as_of_offset == 3
     feed_all(restarted, 0, records[1:2], first_offset=1)
     restarted.sweep(0, None)  # the at-risk warning changes the record: it is written again
+    restarted.send()
     assert any(w[1] == "promises" for w in journal.writes[journal.durable:])
     assert restarted.states.get(0).book.get("p1").as_of_offset == 3
 
@@ -778,7 +806,7 @@ def test_the_first_scrape_after_a_restart_shows_the_restored_outcomes():
     feed_all(worker, 0, [PROMISE_DUE_10S])
     worker.sweep(0, 20_000)
     assert outcome_counts(worker) == MISSED_ONCE
-    journal.commit()
+    worker.commit()
     restarted = Worker(journal, tables_from(journal, journal.writes))
     restarted.states.get(0)  # the partition is assigned again and its state restored
     assert outcome_counts(restarted) == MISSED_ONCE

@@ -106,6 +106,7 @@ class RecordingCommit:
                                    conf=SimpleNamespace(broker_request_timeout=5.0))
         self.kafka = kafka
         self.commits: list[tuple[dict, list[str]]] = []
+        self.transport = SimpleNamespace(before_commit=[])
 
     async def _commit_offsets(self, offsets, start_new_transaction=True):
         self.commits.append((dict(offsets), list(self.kafka.handed_over)))
@@ -130,6 +131,28 @@ def test_a_commit_waits_for_the_writes_queued_before_it():
     committed, commits = asyncio.run(scenario())
     assert committed is True
     assert commits == [({"tp": 42}, ["w0", "w1", "w2"])]
+
+
+def test_writes_the_app_holds_back_are_sent_and_handed_over_before_a_commit():
+    async def scenario():
+        buffer = await started_buffer()
+        kafka = KafkaProducerSide(SLOW_HANDOVER)
+        consumer = BarrierConsumer(buffer, kafka)
+        held = ["h0", "h1"]
+
+        def send_held():  # as PartitionStates.send_pending does: into Faust's buffer
+            while held:
+                buffer.put(kafka.write(held.pop(0)))
+
+        consumer.transport.before_commit.append(send_held)
+        buffer.put(kafka.write("w0"))
+        committed = await consumer._commit_offsets({"tp": 7})
+        await discard(buffer)
+        return committed, consumer.commits
+
+    committed, commits = asyncio.run(scenario())
+    assert committed is True
+    assert commits == [({"tp": 7}, ["w0", "h0", "h1"])]
 
 
 def test_a_commit_is_skipped_when_earlier_writes_cannot_be_sent():

@@ -72,6 +72,7 @@ def feed(processor, records, partition=0, first_offset=None):
         if rejection:
             rejections.append(rejection)
     offsets[partition] = max(offsets.get(partition, 0), start + len(records))
+    processor.states.send_pending()  # as the sweep tick after them would
     return rejections
 
 

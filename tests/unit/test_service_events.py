@@ -23,6 +23,7 @@ def sweep_at(processor, seconds, partition=0):
     state = processor.states.get(partition)
     state.clock.caught_up(at=at(seconds).timestamp())
     processor.sweep(state)
+    processor.states.send_pending()  # as the worker's sweep tick does
 
 
 def taken_findings(processor):

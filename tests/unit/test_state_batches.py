@@ -1,0 +1,114 @@
+"""The state's changelog writes go out in batches (streams.state.PartitionStates.send_pending).
+
+Driven through the processor with stand-in tables that record every changelog write, as
+in test_processor; what is under test is what reaches the changelog, and when.
+"""
+
+from datetime import timedelta
+
+from streams.state import ID_BATCH_PREFIX, PartitionStates
+from tests.unit.test_processor import NOW, ChangelogTable, event, feed, make_worker
+
+
+def promise(event_id, promise_id, case_id="c1", due_in=600):
+    return event("promise", event_id, case_id=case_id, promise_id=promise_id,
+                 due_at=(NOW + timedelta(seconds=due_in)).isoformat(), kind="callback")
+
+
+def delivery(event_id, promise_id, case_id="c1"):
+    return event("delivery", event_id, case_id=case_id, promise_id=promise_id)
+
+
+def process(processor, records, partition=0, first_offset=0):
+    """Like feed(), without the send after the records."""
+    for offset, (known_at, key, value) in enumerate(records, first_offset):
+        processor.process(partition, offset, known_at.timestamp(), key, value)
+
+
+def test_nothing_reaches_the_changelog_until_sent_and_then_the_latest_value_of_each_key():
+    processor, _, (promises, totals, seen) = make_worker()
+    process(processor, [(NOW, b"c1", promise("e1", "p1")), (NOW, b"c1", delivery("e2", "p1"))])
+    assert promises.changelog == [] and totals.changelog == [] and seen.changelog == []
+    assert processor.states.pending_writes > 0
+    assert "p1" in promises.data or "0" in totals.data  # the tables' data is current at once
+    processor.states.send_pending()
+    keys = [key for _, key, _ in promises.changelog]
+    assert len(keys) == len(set(keys)), "one write per key and send"
+    assert processor.states.pending_writes == 0
+
+
+def test_an_archive_is_sent_before_the_deletion_of_the_records_it_holds():
+    processor, _, (promises, totals, _) = make_worker()
+    # p1 is written (made), kept, and forgotten after the retention: archived, then deleted,
+    # all before one send; the deletion must not overtake the archive.
+    process(processor, [(NOW, b"c1", promise("e1", "p1")), (NOW, b"c1", delivery("e2", "p1"))])
+    state = processor.states.get(0)
+    state.clock.caught_up(at=(NOW + timedelta(days=8)).timestamp())
+    processor.sweep(state)
+    order = []
+    promises.send_changelog = lambda p, key, value, **_: order.append(("promises", key, value))
+    totals.send_changelog = lambda p, key, value, **_: order.append(("totals", key, value))
+    processor.states.send_pending()
+    assert [(table, key) for table, key, value in order if value is None] == [("promises", "p1")]
+    archive = [i for i, (table, _, _) in enumerate(order) if table == "totals"]
+    deletion = [i for i, (_, _, value) in enumerate(order) if value is None]
+    assert archive and archive[0] < deletion[0], order
+
+
+def test_event_ids_go_out_as_one_record_per_partition_and_send():
+    processor, _, (_, _, seen) = make_worker()
+    process(processor, [(NOW, b"c1", event("greeting", f"g{n}", contact_at=NOW.isoformat()))
+                        for n in range(5)])
+    process(processor, [(NOW, b"c2", event("greeting", "h1", case_id="c2", contact_at=NOW.isoformat()))],
+            partition=3)
+    processor.states.send_pending()
+    by_partition = {p: value for p, key, value in seen.changelog}
+    assert [key.startswith(ID_BATCH_PREFIX) for _, key, _ in seen.changelog] == [True, True]
+    assert by_partition[0]["ids"] == [f"g{n}" for n in range(5)]
+    assert by_partition[3] == {"partition": 3, "ids": ["h1"]}
+
+
+def test_a_restarted_worker_recognises_ids_sent_in_batches_as_duplicates():
+    processor, _, tables = make_worker()
+    records = [(NOW, b"c1", event("greeting", f"g{n}", contact_at=NOW.isoformat())) for n in range(3)]
+    feed(processor, records)
+    restarted, registry, _ = make_worker(tuple(table.replayed(0) for table in tables))
+    feed(restarted, records, first_offset=0)
+    assert registry.get_sample_value("servicewatch_events_duplicate_total") == 3
+
+
+def test_ids_written_one_per_record_by_earlier_versions_are_still_recognised():
+    tables = (ChangelogTable(), ChangelogTable(), ChangelogTable())
+    tables[2].data["g-old"] = 0  # the event id as key, its partition as value
+    restarted, registry, _ = make_worker(tables)
+    feed(restarted, [(NOW, b"c1", event("greeting", "g-old", contact_at=NOW.isoformat()))])
+    assert registry.get_sample_value("servicewatch_events_duplicate_total") == 1
+
+
+def test_id_batches_beyond_the_window_of_recent_ids_are_deleted():
+    tables = (ChangelogTable(), ChangelogTable(), ChangelogTable())
+    states = PartitionStates(*tables, grace_seconds=2.0, seen_capacity=4)
+    state = states.get(0)
+    for batch in range(4):
+        for n in range(2):
+            states.remember_event(state, f"b{batch}-{n}")
+        state.next_offset = 2 * (batch + 1)
+        states.send_pending()
+    seen = tables[2]
+    remaining = sorted(key for key in seen.data)
+    # 8 ids sent in 4 batches of 2; a window of 4 ids needs only the last two batches.
+    assert len(remaining) == 2
+    assert sorted(id_ for key in remaining for id_ in seen.data[key]["ids"]) == [
+        "b2-0", "b2-1", "b3-0", "b3-1"]
+    deleted = [key for _, key, value in seen.changelog if value is None]
+    assert len(deleted) == 2 and not set(deleted) & set(remaining)
+
+
+def test_a_released_partition_sends_nothing_more():
+    processor, _, (promises, _, seen) = make_worker()
+    process(processor, [(NOW, b"c1", promise("e1", "p1"))], partition=2)
+    process(processor, [(NOW, b"c9", promise("e2", "p9", case_id="c9"))], partition=5)
+    processor.states.release({2})
+    processor.states.send_pending()
+    assert {p for p, _, _ in promises.changelog} == {5}
+    assert {p for p, _, _ in seen.changelog} == {5}
