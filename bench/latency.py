@@ -8,9 +8,11 @@ harness), and also as a client of /metrics sees it, polled at a stated interval:
 
 end to end, changelog   One greeting at a time, 5 a second: from just before the producer's
                         send (acks=all, linger 0, flushed) until the harness reads the event's
-                        id in ``<app id>-seen-events-changelog``, which the worker writes when
-                        it has processed the event. Producer round trip + broker + Faust fetch
-                        + processing + the changelog write and read.
+                        id in ``<app id>-seen-events-changelog``, which the worker writes (in a
+                        batch of ids, at its next 0.2 s sweep tick) once it has processed the
+                        event. Producer round trip + broker + Faust fetch + processing + the
+                        wait for the tick + the changelog write and read: an upper bound on
+                        when the event was processed, and when its effects became durable.
 end to end, /metrics    The same, until /metrics shows ``servicewatch_events_total{type=
                         "greeting"}`` one higher; /metrics polled every 100 ms.
 miss, changelog         Promises due at D = now + 1 s, never delivered, each on its own case
@@ -172,11 +174,15 @@ def end_to_end(bootstrap: str, topic: str, app_id: str, metrics_url: str, sample
     sent_at: dict[str, float] = {}
     lock = threading.Lock()
 
-    def on_seen(key: str, _value: bytes, seen: float) -> None:
+    def on_seen(_key: str, value: bytes, seen: float) -> None:
+        # The worker writes a partition's event ids as one record per batch (streams.state).
+        try:
+            ids = json.loads(value)["ids"] if value else []
+        except (ValueError, KeyError, TypeError):
+            return
         with lock:
-            sent = sent_at.pop(key, None)
-        if sent is not None:
-            via_log.samples.append(seen - sent)
+            sents = [sent_at.pop(event_id, None) for event_id in ids]
+        via_log.samples.extend(seen - sent for sent in sents if sent is not None)
 
     watcher = TopicWatcher(bootstrap, f"{app_id}-seen-events-changelog", on_seen)
     watcher.start()

@@ -2,8 +2,8 @@
 
 1. N promise events (due in a day, so they stay open; 4 teams, 6 kinds) are produced into a
    fresh 8-partition topic, and one worker processes them: it writes each promise to the
-   ``<app id>-promises-changelog`` and each event id to ``-seen-events-changelog`` (2N
-   changelog records in all).
+   ``<app id>-promises-changelog`` and the event ids, in batches, to ``-seen-events-changelog``
+   (N records and one per partition and 0.2 s sweep tick).
 2. That worker is stopped (SIGTERM; it flushes its producer and commits).
 3. A fresh worker process with the same app id and an EMPTY data dir starts; timed from its
    launch (Popen) until its /metrics shows sum(servicewatch_promises_open) = N, i.e. Faust has

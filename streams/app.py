@@ -92,6 +92,7 @@ class Monitor:
         self.processor = EventProcessor(self.states, self.instruments, self.policy)
         # The state's changes go out in batches (streams.state), always before a commit.
         self.transport.before_commit.append(self.states.send_pending)
+        self.transport.after_writes_delivered.append(self.states.mark_ends)
         # A batch may hold a few thousand writes: Faust's default (100 waiting) would hold
         # up the agent at each one and log a warning.
         app.producer.buffer.max_messages = 4 * MAX_PENDING_WRITES
@@ -212,6 +213,8 @@ class Monitor:
         partitions = {tp.partition for tp in revoked if tp.topic == self.settings.topic}
         # Faust has committed; what a sweep changed since goes to the next owner too.
         self.states.send_pending()
+        await self.app.producer.flush()
+        self.states.mark_ends()
         await self.app.producer.flush()
         self.states.release(partitions)
         for partition in partitions:

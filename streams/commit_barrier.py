@@ -12,9 +12,12 @@ their outcomes are lost for good, because nobody reads those events again
 
 :class:`WritesBeforeCommit` first has the app send the writes it holds back
 (the transport's ``before_commit`` callbacks: :meth:`streams.state.PartitionStates.send_pending`),
-then puts a marker at the end of the buffer and commits only once the background task has reached it: by then every
-earlier write is in the Kafka producer, and Faust's own flush, which runs next,
-waits for the Kafka producer to deliver them. If the marker is not reached in
+then puts a marker at the end of the buffer and commits only once the background task
+has reached it: by then every earlier write is in the Kafka producer, and Faust's own
+flush, which runs next, waits for the Kafka producer to deliver them. If the app asks for
+it (``after_writes_delivered``: :meth:`streams.state.PartitionStates.mark_ends`), the
+writes are first flushed to Kafka, the follow-up writes are sent and handed over too,
+and only then is the commit made. If the marker is not reached in
 time (the producer has stopped or cannot reach the broker) the commit is skipped:
 the events are read again later and the state they find tells them apart.
 
@@ -93,11 +96,22 @@ class WritesBeforeCommit:
 
     async def _commit_offsets(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
         app: Any = self.app  # type: ignore[attr-defined]
-        for send_held_writes in self.transport.before_commit:  # type: ignore[attr-defined]
+        transport = self.transport  # type: ignore[attr-defined]
+        for send_held_writes in transport.before_commit:
             send_held_writes()  # writes the app held back (streams.state) join the buffer first
         timeout = self.handover_timeout or app.conf.broker_request_timeout
         if not await buffered_writes_handed_over(app.producer.buffer, timeout):
-            log.warning("offset commit skipped: state writes queued before it were not sent within %g s; "
-                        "the events will be read again", timeout)
-            return False
+            return _skipped(timeout)
+        if transport.after_writes_delivered:
+            await app.producer.flush()  # (the writes are handed over: this waits for Kafka)
+            for follow_up in transport.after_writes_delivered:
+                follow_up()
+            if not await buffered_writes_handed_over(app.producer.buffer, timeout):
+                return _skipped(timeout)
         return await super()._commit_offsets(offsets, start_new_transaction)  # type: ignore[misc]
+
+
+def _skipped(timeout: float) -> bool:
+    log.warning("offset commit skipped: state writes queued before it were not sent within %g s; "
+                "the events will be read again", timeout)
+    return False

@@ -37,6 +37,9 @@ INQUIRY_KEY_PREFIX = "inquiry:"
 INQUIRY_BOOK = "inquiries"
 # A seen-events record holding a batch of one partition's event ids: "ids:<partition>:...".
 ID_BATCH_PREFIX = "ids:"
+# Deleted (a tombstone for a key that never exists) to end a changelog partition's writes:
+# see PartitionStates.mark_ends.
+END_MARK_KEY = "~end-of-writes"
 
 
 @dataclass
@@ -73,6 +76,8 @@ class PartitionStates:
         self._states: dict[int, PartitionState] = {}
         # (table, partition, key) -> value (None: delete), in the order last written.
         self._pending: dict[tuple[Any, int, str], Any] = {}
+        # Changelog partitions written since the last mark_ends().
+        self._unmarked: set[tuple[Any, int]] = set()
 
     def __contains__(self, partition: int) -> bool:
         return partition in self._states
@@ -128,11 +133,27 @@ class PartitionStates:
             if state.unsent_ids:
                 self._persist_ids(state)
         pending, self._pending = self._pending, {}
+        unmarked = self._unmarked
         for (table, partition, key), value in pending.items():
             if value is None:
                 table.send_changelog(partition, key, None, value_serializer="raw")
             else:
                 table.send_changelog(partition, key, value)
+            unmarked.add((table, partition))
+
+    def mark_ends(self) -> None:
+        """Write one tombstone to each changelog partition written since the last call.
+
+        Call it once the writes sent so far are in Kafka: the tombstone then starts a record
+        batch of its own. Faust recovers a table up to the end offset the broker reports,
+        and Tansu (the embedded broker) reports the offset of the *first* record of the
+        last batch + 1, so without this the other records of a batch of state writes would
+        be missing from a recovered table. Harmless on Apache Kafka: one small record per
+        written partition and commit.
+        """
+        unmarked, self._unmarked = self._unmarked, set()
+        for table, partition in unmarked:
+            table.send_changelog(partition, END_MARK_KEY, None, value_serializer="raw")
 
     def _write(self, table: Any, partition: int, key: str, value: Any) -> None:
         if value is None:

@@ -68,8 +68,10 @@ class Transport(aiokafka_driver.Transport):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        #: Called, in order, before every offset commit (:mod:`streams.commit_barrier`).
+        #: Called, in order, before every offset commit (:mod:`streams.commit_barrier`),
+        #: and once the writes they sent are in Kafka, before the commit itself.
         self.before_commit: list[Callable[[], None]] = []
+        self.after_writes_delivered: list[Callable[[], None]] = []
 
 
 def install(app: Any) -> Transport:

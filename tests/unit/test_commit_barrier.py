@@ -102,11 +102,16 @@ class RecordingCommit:
     """The Faust commit underneath the mixin: records what it was asked, and when."""
 
     def __init__(self, buffer: ProducerBuffer, kafka: KafkaProducerSide) -> None:
-        self.app = SimpleNamespace(producer=SimpleNamespace(buffer=buffer),
+        self.flushes: list[list[str]] = []  # what was handed over at each producer flush
+
+        async def flush():
+            self.flushes.append(list(kafka.handed_over))
+
+        self.app = SimpleNamespace(producer=SimpleNamespace(buffer=buffer, flush=flush),
                                    conf=SimpleNamespace(broker_request_timeout=5.0))
         self.kafka = kafka
         self.commits: list[tuple[dict, list[str]]] = []
-        self.transport = SimpleNamespace(before_commit=[])
+        self.transport = SimpleNamespace(before_commit=[], after_writes_delivered=[])
 
     async def _commit_offsets(self, offsets, start_new_transaction=True):
         self.commits.append((dict(offsets), list(self.kafka.handed_over)))
@@ -153,6 +158,23 @@ def test_writes_the_app_holds_back_are_sent_and_handed_over_before_a_commit():
     committed, commits = asyncio.run(scenario())
     assert committed is True
     assert commits == [({"tp": 7}, ["w0", "h0", "h1"])]
+
+
+def test_follow_up_writes_are_sent_after_a_flush_and_handed_over_before_the_commit():
+    async def scenario():
+        buffer = await started_buffer()
+        kafka = KafkaProducerSide(SLOW_HANDOVER)
+        consumer = BarrierConsumer(buffer, kafka)
+        consumer.transport.after_writes_delivered.append(lambda: buffer.put(kafka.write("mark")))
+        buffer.put(kafka.write("w0"))
+        committed = await consumer._commit_offsets({"tp": 3})
+        await discard(buffer)
+        return committed, consumer.flushes, consumer.commits
+
+    committed, flushes, commits = asyncio.run(scenario())
+    assert committed is True
+    assert flushes == [["w0"]]  # the flush came before the follow-up was sent
+    assert commits == [({"tp": 3}, ["w0", "mark"])]
 
 
 def test_a_commit_is_skipped_when_earlier_writes_cannot_be_sent():

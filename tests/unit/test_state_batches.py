@@ -6,7 +6,7 @@ in test_processor; what is under test is what reaches the changelog, and when.
 
 from datetime import timedelta
 
-from streams.state import ID_BATCH_PREFIX, PartitionStates
+from streams.state import END_MARK_KEY, ID_BATCH_PREFIX, PartitionStates
 from tests.unit.test_processor import NOW, ChangelogTable, event, feed, make_worker
 
 
@@ -112,3 +112,20 @@ def test_a_released_partition_sends_nothing_more():
     processor.states.send_pending()
     assert {p for p, _, _ in promises.changelog} == {5}
     assert {p for p, _, _ in seen.changelog} == {5}
+
+
+def test_each_changelog_partition_written_since_the_last_mark_gets_one_end_mark():
+    processor, _, (promises, totals, seen) = make_worker()
+    process(processor, [(NOW, b"c1", promise("e1", "p1")), (NOW, b"c1", promise("e2", "p2"))])
+    process(processor, [(NOW, b"c9", promise("e3", "p9", case_id="c9"))], partition=4)
+    processor.states.send_pending()
+    processor.states.mark_ends()
+    marks = sorted((name, p) for name, table in (("promises", promises), ("seen", seen), ("totals", totals))
+                   for p, key, value in table.changelog if key == END_MARK_KEY and value is None)
+    assert marks == [("promises", 0), ("promises", 4), ("seen", 0), ("seen", 4)]
+    for table in (promises, seen):
+        assert table.changelog[-1][1] == END_MARK_KEY  # after the partition's writes
+    assert END_MARK_KEY not in promises.data
+    before = len(promises.changelog) + len(seen.changelog)
+    processor.states.mark_ends()  # nothing written since
+    assert len(promises.changelog) + len(seen.changelog) == before
