@@ -14,6 +14,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from streams.collector import ObjectivesCollector, PromiseStateCollector
+from streams.commit_barrier import buffered_writes_handed_over
 from streams.deadletters import dead_letter
 from streams.exposition import MetricsPage
 from streams.ingest import install_ingest
@@ -175,7 +176,10 @@ class Monitor:
                     await self._publish_findings()
             except Exception:  # a failed sweep is retried on the next tick; never stop the timer
                 log.exception("deadline sweep failed")
-        self.states.send_pending()
+        try:
+            self.states.send_pending()
+        except Exception:  # kept and sent again at the next tick or commit
+            log.exception("sending state changes failed")
 
     async def _publish_findings(self) -> None:
         findings, self.processor.findings = self.processor.findings, []
@@ -202,6 +206,15 @@ class Monitor:
             if now is not None:
                 instruments.partition_time.labels(str(partition)).set(now)
 
+    async def _writes_delivered(self) -> bool:
+        producer = self.app.producer
+        timeout = self.app.conf.broker_request_timeout
+        if not await buffered_writes_handed_over(producer.buffer, timeout):
+            log.warning("state writes were not sent within %g s while partitions were revoked", timeout)
+            return False
+        await producer.flush()
+        return True
+
     async def _on_assigned(self, sender: Any, assigned: Any, **_: Any) -> None:
         self._tables_recovered = False
 
@@ -213,9 +226,9 @@ class Monitor:
         partitions = {tp.partition for tp in revoked if tp.topic == self.settings.topic}
         # Faust has committed; what a sweep changed since goes to the next owner too.
         self.states.send_pending()
-        await self.app.producer.flush()
-        self.states.mark_ends()
-        await self.app.producer.flush()
+        if await self._writes_delivered():
+            self.states.mark_ends()
+            await self._writes_delivered()
         self.states.release(partitions)
         for partition in partitions:
             for gauge in (self.instruments.partition_lag, self.instruments.partition_time):

@@ -78,6 +78,7 @@ class PartitionStates:
         self._pending: dict[tuple[Any, int, str], Any] = {}
         # Changelog partitions written since the last mark_ends().
         self._unmarked: set[tuple[Any, int]] = set()
+        self._unsent_id_count = 0
 
     def __contains__(self, partition: int) -> bool:
         return partition in self._states
@@ -107,38 +108,54 @@ class PartitionStates:
     def release(self, partitions: set[int]) -> None:
         """Forget partitions this worker no longer holds (their tables keep them).
 
-        Their unsent writes are dropped: every commit sends first, so they belong to
-        events after the last commit, which the partition's next owner reads again.
-        Send them first (:meth:`send_pending`) to hand a partition over cleanly.
+        Changes not sent yet still go out with the next :meth:`send_pending`: a commit
+        may yet cover the events that made them.
         """
         for partition in partitions:
-            self._states.pop(partition, None)
-        if partitions:
-            self._pending = {entry: value for entry, value in self._pending.items()
-                             if entry[1] not in partitions}
+            state = self._states.pop(partition, None)
+            if state is not None and state.unsent_ids:
+                self._persist_ids(state)
 
     @property
     def pending_writes(self) -> int:
-        """Changes not sent yet, not counting event ids (they go out as one record per partition)."""
-        return len(self._pending)
+        """Changes and event ids not sent yet."""
+        return len(self._pending) + self._unsent_id_count
 
     def remember_event(self, state: PartitionState, event_id: str) -> None:
         """Remember an event id, across restarts too once sent."""
         state.seen.add(event_id)
         state.unsent_ids.append(event_id)
+        self._unsent_id_count += 1
 
     def send_pending(self) -> None:
-        """Hand every change not sent yet to the changelogs, in the order made."""
+        """Hand every change not sent yet to the changelogs.
+
+        In the order last written, except that archives (the totals table) go first: an
+        archive holds every record deleted since it was last sent, and a restore that
+        finds an archived record still stored recognises it (PromiseBook.restore).
+        """
         for state in self._states.values():
             if state.unsent_ids:
                 self._persist_ids(state)
         pending, self._pending = self._pending, {}
+        totals = self._totals
+        order = [entry for entry in pending if entry[0] is totals]
+        order += [entry for entry in pending if entry[0] is not totals]
         unmarked = self._unmarked
-        for (table, partition, key), value in pending.items():
-            if value is None:
-                table.send_changelog(partition, key, None, value_serializer="raw")
-            else:
-                table.send_changelog(partition, key, value)
+        for done, entry in enumerate(order):
+            table, partition, key = entry
+            value = pending[entry]
+            try:
+                if value is None:
+                    table.send_changelog(partition, key, None, value_serializer="raw")
+                else:
+                    table.send_changelog(partition, key, value)
+            except BaseException:
+                # Kept for the next send, ahead of what was written since.
+                unsent = {left: pending[left] for left in order[done:]}
+                unsent.update(self._pending)
+                self._pending = unsent
+                raise
             unmarked.add((table, partition))
 
     def mark_ends(self) -> None:
@@ -162,11 +179,12 @@ class PartitionStates:
             table.data[key] = value
         entry = (table, partition, key)
         pending = self._pending
-        pending.pop(entry, None)  # sent in the order last written: an archive before its deletions
+        pending.pop(entry, None)  # sent in the order last written
         pending[entry] = value
 
     def _persist_ids(self, state: PartitionState) -> None:
         ids, state.unsent_ids = state.unsent_ids, []
+        self._unsent_id_count -= len(ids)
         partition = state.partition
         key = f"{ID_BATCH_PREFIX}{partition}:{state.next_offset or 0:012d}:{uuid.uuid4().hex[:8]}"
         self._write(self._seen, partition, key, {"partition": partition, "ids": ids})
@@ -214,18 +232,20 @@ class PartitionStates:
             inquiries, self._archive(f"{partition}:{INQUIRY_BOOK}"), grace_seconds=self._grace
         )
         seen = RecentEventIds(self._seen_capacity)
-        batches = []
+        batches, single_ids = [], []
         for key, value in list(self._seen.data.items()):
             if isinstance(value, dict):
                 if value.get("partition") == partition:
                     batches.append((key, value["ids"]))
-            elif value == partition:  # one id per record, as earlier versions wrote them (kept)
-                seen.add(key)
+            elif value == partition:  # one id per record, as earlier versions wrote them
+                single_ids.append(key)
+                self._write(self._seen, partition, key, None)  # moved into the next id batch
         batches.sort()  # by the offset in the key: oldest first
-        for _, ids in batches:
-            for event_id in ids:
-                seen.add(event_id)
+        for event_id in single_ids + [event_id for _, ids in batches for event_id in ids]:
+            seen.add(event_id)
+        self._unsent_id_count += len(single_ids)
         return PartitionState(partition=partition, book=book, seen=seen, inquiries=awaiting,
+                              unsent_ids=single_ids,
                               id_batches=deque((key, len(ids)) for key, ids in batches))
 
     def _archive(self, key: str) -> OutcomeTotals | None:

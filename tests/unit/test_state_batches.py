@@ -30,7 +30,7 @@ def test_nothing_reaches_the_changelog_until_sent_and_then_the_latest_value_of_e
     process(processor, [(NOW, b"c1", promise("e1", "p1")), (NOW, b"c1", delivery("e2", "p1"))])
     assert promises.changelog == [] and totals.changelog == [] and seen.changelog == []
     assert processor.states.pending_writes > 0
-    assert "p1" in promises.data or "0" in totals.data  # the tables' data is current at once
+    assert promises.data["p1"]["record"]["ended_as"] == "on_time"  # the tables' data is current at once
     processor.states.send_pending()
     keys = [key for _, key, _ in promises.changelog]
     assert len(keys) == len(set(keys)), "one write per key and send"
@@ -77,12 +77,34 @@ def test_a_restarted_worker_recognises_ids_sent_in_batches_as_duplicates():
     assert registry.get_sample_value("servicewatch_events_duplicate_total") == 3
 
 
-def test_ids_written_one_per_record_by_earlier_versions_are_still_recognised():
+def test_ids_written_one_per_record_by_earlier_versions_are_recognised_and_moved_into_a_batch():
     tables = (ChangelogTable(), ChangelogTable(), ChangelogTable())
     tables[2].data["g-old"] = 0  # the event id as key, its partition as value
     restarted, registry, _ = make_worker(tables)
     feed(restarted, [(NOW, b"c1", event("greeting", "g-old", contact_at=NOW.isoformat()))])
     assert registry.get_sample_value("servicewatch_events_duplicate_total") == 1
+    seen = tables[2]
+    assert ("g-old" not in seen.data) and (0, "g-old", None) in seen.changelog
+    assert [value["ids"] for _, key, value in seen.changelog if key.startswith(ID_BATCH_PREFIX)] == [["g-old"]]
+
+
+def test_id_batches_restored_after_a_restart_are_still_deleted_beyond_the_window():
+    tables = (ChangelogTable(), ChangelogTable(), ChangelogTable())
+    states = PartitionStates(*tables, grace_seconds=2.0, seen_capacity=2)
+    state = states.get(0)
+    for batch in range(2):
+        states.remember_event(state, f"old{batch}")
+        state.next_offset = batch + 1
+        states.send_pending()
+    replayed = tuple(table.replayed(0) for table in tables)
+    restarted = PartitionStates(*replayed, grace_seconds=2.0, seen_capacity=2)
+    state = restarted.get(0)
+    assert "old0" in state.seen and "old1" in state.seen
+    for n in range(2):
+        restarted.remember_event(state, f"new{n}")
+    state.next_offset = 10
+    restarted.send_pending()
+    assert sorted(id_ for value in replayed[2].data.values() for id_ in value["ids"]) == ["new0", "new1"]
 
 
 def test_id_batches_beyond_the_window_of_recent_ids_are_deleted():
@@ -104,14 +126,46 @@ def test_id_batches_beyond_the_window_of_recent_ids_are_deleted():
     assert len(deleted) == 2 and not set(deleted) & set(remaining)
 
 
-def test_a_released_partition_sends_nothing_more():
+def test_a_released_partitions_changes_still_go_out():
+    # A commit may yet cover the events that made them (the sweep releases partitions it
+    # no longer finds assigned, which need not follow a commit).
     processor, _, (promises, _, seen) = make_worker()
     process(processor, [(NOW, b"c1", promise("e1", "p1"))], partition=2)
     process(processor, [(NOW, b"c9", promise("e2", "p9", case_id="c9"))], partition=5)
     processor.states.release({2})
+    assert 2 not in processor.states
     processor.states.send_pending()
-    assert {p for p, _, _ in promises.changelog} == {5}
-    assert {p for p, _, _ in seen.changelog} == {5}
+    assert {p for p, _, _ in promises.changelog} == {2, 5}
+    assert sorted((p, value["ids"]) for p, _, value in seen.changelog) == [(2, ["e1"]), (5, ["e2"])]
+    assert processor.states.pending_writes == 0
+
+
+def test_event_ids_count_towards_the_changes_waiting_and_a_failed_send_keeps_the_rest():
+    processor, _, (promises, _, seen) = make_worker()
+    process(processor, [(NOW, b"c1", event("greeting", f"g{n}", contact_at=NOW.isoformat()))
+                        for n in range(3)])
+    assert processor.states.pending_writes == 3
+    process(processor, [(NOW, b"c1", promise("e1", "p1")), (NOW, b"c1", promise("e2", "p2"))],
+            first_offset=3)
+    sent = []
+
+    def failing_second(partition, key, value, **_):
+        if len(sent) == 1:
+            raise RuntimeError("producer gone")
+        sent.append(key)
+
+    promises.send_changelog = failing_second
+    try:
+        processor.states.send_pending()
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the send error must reach the caller")
+    assert sent == ["p1"]
+    promises.send_changelog = lambda partition, key, value, **_: sent.append(key)
+    processor.states.send_pending()
+    assert sent == ["p1", "p2"]  # the one that failed went out with the next send
+    assert processor.states.pending_writes == 0
 
 
 def test_each_changelog_partition_written_since_the_last_mark_gets_one_end_mark():
