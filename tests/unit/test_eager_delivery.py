@@ -182,4 +182,12 @@ def test_the_drain_loop_is_fausts_own_but_for_the_delivery():
         "-callback(message), self.suspend_flow.wait()",
         "-)",
         "+await deliver(callback, message)",
+        # a skipped message is logged where it can be seen
+        "-self.log.dev(",
+        '-"DROPPED MESSAGE ROFF %r: k=%r v=%r",',
+        "-offset,",
+        "-message.key,",
+        "-message.value,",
+        "+self.log.info(",
+        '+"skipped %s@%s: below the read offset %s", tp, offset, r_offset',
     ]
