@@ -1,8 +1,6 @@
-"""Faust's aiokafka transport, with four changes to its consumer:
+"""Faust's aiokafka transport, with three changes to its consumer:
 
 * a shorter fetch wait, so missed deadlines are seen sooner (below);
-* a message is handed to the agent without Faust's four tasks per message when it
-  need not wait (:mod:`streams.eager_delivery`);
 * offset commits wait for the state writes made before them (:mod:`streams.commit_barrier`);
 * a batch that a rebalance or seek overtook on its way from the consumer thread is
   dropped (:mod:`streams.fetch_guard`).
@@ -31,7 +29,6 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 
 from streams import fetch_guard
 from streams.commit_barrier import WritesBeforeCommit
-from streams.eager_delivery import EagerDelivery
 
 FETCH_MAX_WAIT_MS = 100
 
@@ -54,7 +51,7 @@ class PromptFetchConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         return fetch_guard.taken(consumer, records)
 
 
-class WorkerConsumer(EagerDelivery, WritesBeforeCommit, aiokafka_driver.Consumer):
+class WorkerConsumer(WritesBeforeCommit, aiokafka_driver.Consumer):
     def _new_consumer_thread(self) -> PromptFetchConsumerThread:
         return PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
