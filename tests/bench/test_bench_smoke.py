@@ -88,3 +88,12 @@ def test_quick_run_prints_every_row(tmp_path):
     for store in ("book ", "book+table", "tracemalloc", "rocksdict"):
         cells = _row(output, store)
         assert _value(cells[1]) > 0 and _value(cells[3]) > 0, cells
+
+
+def test_the_processor_only_figure_runs_and_counts_the_batched_writes():
+    from bench.processor_only import SEND_EVERY, measure
+
+    per_event, writes = measure(2 * SEND_EVERY)
+    assert per_event > 0
+    # Batched: fewer changelog writes than events (one per event and per change before).
+    assert 0 < writes < 1
