@@ -14,7 +14,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from streams.collector import ObjectivesCollector, PromiseStateCollector
-from streams.commit_barrier import buffered_writes_handed_over
+from streams.commit_barrier import held_writes_handed_over
 from streams.deadletters import dead_letter
 from streams.exposition import MetricsPage
 from streams.ingest import install_ingest
@@ -206,15 +206,6 @@ class Monitor:
             if now is not None:
                 instruments.partition_time.labels(str(partition)).set(now)
 
-    async def _writes_delivered(self) -> bool:
-        producer = self.app.producer
-        timeout = self.app.conf.broker_request_timeout
-        if not await buffered_writes_handed_over(producer.buffer, timeout):
-            log.warning("state writes were not sent within %g s while partitions were revoked", timeout)
-            return False
-        await producer.flush()
-        return True
-
     async def _on_assigned(self, sender: Any, assigned: Any, **_: Any) -> None:
         self._tables_recovered = False
 
@@ -224,11 +215,13 @@ class Monitor:
     async def _on_revoked(self, sender: Any, revoked: Any, **_: Any) -> None:
         self._tables_recovered = False
         partitions = {tp.partition for tp in revoked if tp.topic == self.settings.topic}
-        # Faust has committed; what a sweep changed since goes to the next owner too.
-        self.states.send_pending()
-        if await self._writes_delivered():
-            self.states.mark_ends()
-            await self._writes_delivered()
+        # Faust has committed; what a sweep changed since goes to the next owner too,
+        # the same way as before a commit.
+        timeout = self.app.conf.broker_request_timeout
+        if await held_writes_handed_over(self.app, self.transport, timeout):
+            await self.app.producer.flush()
+        else:
+            log.warning("state writes were not sent within %g s while partitions were revoked", timeout)
         self.states.release(partitions)
         for partition in partitions:
             for gauge in (self.instruments.partition_lag, self.instruments.partition_time):

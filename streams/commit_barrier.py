@@ -96,22 +96,32 @@ class WritesBeforeCommit:
 
     async def _commit_offsets(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
         app: Any = self.app  # type: ignore[attr-defined]
-        transport = self.transport  # type: ignore[attr-defined]
-        for send_held_writes in transport.before_commit:
-            send_held_writes()  # writes the app held back (streams.state) join the buffer first
         timeout = self.handover_timeout or app.conf.broker_request_timeout
-        if not await buffered_writes_handed_over(app.producer.buffer, timeout):
-            return _skipped(timeout)
-        if transport.after_writes_delivered:
-            await app.producer.flush()  # (the writes are handed over: this waits for Kafka)
-            for follow_up in transport.after_writes_delivered:
-                follow_up()
-            if not await buffered_writes_handed_over(app.producer.buffer, timeout):
-                return _skipped(timeout)
+        if not await held_writes_handed_over(app, self.transport, timeout):  # type: ignore[attr-defined]
+            log.warning("offset commit skipped: state writes queued before it were not sent within %g s; "
+                        "the events will be read again", timeout)
+            return False
+        # Faust's commit flushes the producer first, so the writes are in Kafka before it.
         return await super()._commit_offsets(offsets, start_new_transaction)  # type: ignore[misc]
 
 
-def _skipped(timeout: float) -> bool:
-    log.warning("offset commit skipped: state writes queued before it were not sent within %g s; "
-                "the events will be read again", timeout)
-    return False
+async def held_writes_handed_over(app: Any, transport: Any, timeout: float) -> bool:
+    """Send the writes the app holds back and wait until the Kafka producer has them.
+
+    The transport's ``before_commit`` callbacks send them into Faust's buffer; if there
+    are ``after_writes_delivered`` callbacks, the writes are then flushed to Kafka and
+    the callbacks' own writes (end marks) are sent and handed over too. False if any
+    of it was not handed over within ``timeout``. What was handed over last is not
+    flushed yet: the caller's ``producer.flush()`` (Faust's commit does one) finishes it.
+    """
+    for send_held_writes in transport.before_commit:
+        send_held_writes()
+    buffer = app.producer.buffer
+    if not await buffered_writes_handed_over(buffer, timeout):
+        return False
+    if not transport.after_writes_delivered:
+        return True
+    await app.producer.flush()  # (the writes are handed over: this waits for Kafka)
+    for follow_up in transport.after_writes_delivered:
+        follow_up()
+    return await buffered_writes_handed_over(buffer, timeout)
