@@ -52,9 +52,11 @@ class PartitionState:
     # Next offset the agent has to process: everything before it is done.
     next_offset: int | None = None
     # Event ids remembered since the last send, and the id batches persisted so far
-    # (oldest first, as (key, number of ids)), which are deleted once the window passes them.
+    # (oldest first, as (key, number of ids)), which are deleted once the window passes them;
+    # batched_ids: the ids those batches hold together.
     unsent_ids: list[str] = field(default_factory=list)
     id_batches: deque = field(default_factory=deque)
+    batched_ids: int = 0
 
 
 class PartitionStates:
@@ -189,11 +191,13 @@ class PartitionStates:
         key = f"{ID_BATCH_PREFIX}{partition}:{state.next_offset or 0:012d}:{uuid.uuid4().hex[:8]}"
         self._write(self._seen, partition, key, {"partition": partition, "ids": ids})
         state.id_batches.append((key, len(ids)))
-        # Keep the batches that still hold ids within the window of recent ids.
-        held = sum(count for _, count in state.id_batches)
-        while len(state.id_batches) > 1 and held - state.id_batches[0][1] >= self._seen_capacity:
-            oldest, count = state.id_batches.popleft()
-            held -= count
+        state.batched_ids += len(ids)
+        # Keep the batches that still hold ids within the window of recent ids. (A running
+        # total: a quiet partition sends a batch of one id per tick, up to the window's size.)
+        batches = state.id_batches
+        while len(batches) > 1 and state.batched_ids - batches[0][1] >= self._seen_capacity:
+            oldest, count = batches.popleft()
+            state.batched_ids -= count
             self._write(self._seen, partition, oldest, None)
 
     def persist(self, state: PartitionState) -> None:
@@ -246,7 +250,8 @@ class PartitionStates:
         self._unsent_id_count += len(single_ids)
         return PartitionState(partition=partition, book=book, seen=seen, inquiries=awaiting,
                               unsent_ids=single_ids,
-                              id_batches=deque((key, len(ids)) for key, ids in batches))
+                              id_batches=deque((key, len(ids)) for key, ids in batches),
+                              batched_ids=sum(len(ids) for _, ids in batches))
 
     def _archive(self, key: str) -> OutcomeTotals | None:
         stored = self._totals.data.get(key)
