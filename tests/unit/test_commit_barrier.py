@@ -122,76 +122,66 @@ class BarrierConsumer(WritesBeforeCommit, RecordingCommit):
     pass
 
 
-def test_a_commit_waits_for_the_writes_queued_before_it():
-    async def scenario():
-        buffer = await started_buffer()
-        kafka = KafkaProducerSide(SLOW_HANDOVER)
-        consumer = BarrierConsumer(buffer, kafka)
-        for n in range(3):
-            buffer.put(kafka.write(f"w{n}"))
-        committed = await consumer._commit_offsets({"tp": 42})
+async def commit_through_barrier(kafka: KafkaProducerSide, queued: list[str], offsets: dict,
+                                 arrange=lambda consumer, buffer: None):
+    """Queue ``queued`` writes in a running buffer and commit ``offsets`` through the barrier;
+    ``arrange(consumer, buffer)`` first sets up the consumer. Returns (committed, consumer)."""
+    buffer = await started_buffer()
+    consumer = BarrierConsumer(buffer, kafka)
+    arrange(consumer, buffer)
+    for name in queued:
+        buffer.put(kafka.write(name))
+    try:
+        return await consumer._commit_offsets(offsets), consumer
+    finally:
         await discard(buffer)
-        return committed, consumer.commits
 
-    committed, commits = asyncio.run(scenario())
+
+def test_a_commit_waits_for_the_writes_queued_before_it():
+    committed, consumer = asyncio.run(commit_through_barrier(
+        KafkaProducerSide(SLOW_HANDOVER), ["w0", "w1", "w2"], {"tp": 42}))
     assert committed is True
-    assert commits == [({"tp": 42}, ["w0", "w1", "w2"])]
+    assert consumer.commits == [({"tp": 42}, ["w0", "w1", "w2"])]
 
 
 def test_writes_the_app_holds_back_are_sent_and_handed_over_before_a_commit():
-    async def scenario():
-        buffer = await started_buffer()
-        kafka = KafkaProducerSide(SLOW_HANDOVER)
-        consumer = BarrierConsumer(buffer, kafka)
-        held = ["h0", "h1"]
+    kafka = KafkaProducerSide(SLOW_HANDOVER)
+    held = ["h0", "h1"]
 
+    def hold_back(consumer, buffer):
         def send_held():  # as PartitionStates.send_pending does: into Faust's buffer
             while held:
                 buffer.put(kafka.write(held.pop(0)))
 
         consumer.transport.before_commit.append(send_held)
-        buffer.put(kafka.write("w0"))
-        committed = await consumer._commit_offsets({"tp": 7})
-        await discard(buffer)
-        return committed, consumer.commits
 
-    committed, commits = asyncio.run(scenario())
+    committed, consumer = asyncio.run(commit_through_barrier(kafka, ["w0"], {"tp": 7}, hold_back))
     assert committed is True
-    assert commits == [({"tp": 7}, ["w0", "h0", "h1"])]
+    assert consumer.commits == [({"tp": 7}, ["w0", "h0", "h1"])]
 
 
 def test_follow_up_writes_are_sent_after_a_flush_and_handed_over_before_the_commit():
-    async def scenario():
-        buffer = await started_buffer()
-        kafka = KafkaProducerSide(SLOW_HANDOVER)
-        consumer = BarrierConsumer(buffer, kafka)
-        consumer.transport.after_writes_delivered.append(lambda: buffer.put(kafka.write("mark")))
-        buffer.put(kafka.write("w0"))
-        committed = await consumer._commit_offsets({"tp": 3})
-        await discard(buffer)
-        return committed, consumer.flushes, consumer.commits
+    kafka = KafkaProducerSide(SLOW_HANDOVER)
 
-    committed, flushes, commits = asyncio.run(scenario())
+    def mark_after_delivery(consumer, buffer):
+        consumer.transport.after_writes_delivered.append(lambda: buffer.put(kafka.write("mark")))
+
+    committed, consumer = asyncio.run(commit_through_barrier(kafka, ["w0"], {"tp": 3}, mark_after_delivery))
     assert committed is True
-    assert flushes == [["w0"]]  # the flush came before the follow-up was sent
-    assert commits == [({"tp": 3}, ["w0", "mark"])]
+    assert consumer.flushes == [["w0"]]  # the flush came before the follow-up was sent
+    assert consumer.commits == [({"tp": 3}, ["w0", "mark"])]
 
 
 def test_a_commit_is_skipped_when_earlier_writes_cannot_be_sent():
-    async def scenario():
-        buffer = await started_buffer()
-        kafka = KafkaProducerSide(0)
-        kafka.stuck.set()
-        consumer = BarrierConsumer(buffer, kafka)
-        consumer.handover_timeout = 0.3
-        buffer.put(kafka.write("never"))
-        committed = await consumer._commit_offsets({"tp": 42})
-        await discard(buffer)
-        return committed, consumer.commits
+    kafka = KafkaProducerSide(0)
+    kafka.stuck.set()
 
-    committed, commits = asyncio.run(scenario())
+    def short_timeout(consumer, buffer):
+        consumer.handover_timeout = 0.3
+
+    committed, consumer = asyncio.run(commit_through_barrier(kafka, ["never"], {"tp": 42}, short_timeout))
     assert committed is False
-    assert commits == []
+    assert consumer.commits == []
 
 
 def test_a_buffer_that_is_not_running_gets_no_marker_and_no_wait():
