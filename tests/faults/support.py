@@ -456,7 +456,8 @@ def per_promise_differences(persisted: dict[tuple[int, str], Persisted], oracle:
             evidence.append(f"outcome written {stored.ended_written_at - due:+.3f}s")
         if stored and stored.delivery_known_at is not None:
             evidence.append(f"delivery known to the worker {stored.delivery_known_at - due:+.3f}s")
-        differences.append(f"{key}: persisted {got}, oracle {want} (times after due, grace "
+        shown = "nothing (never written, or deleted)" if stored is None else (got or "open")
+        differences.append(f"{key}: persisted {shown}, oracle {want} (times after due, grace "
                            f"{GRACE:g}s; due at {due:.3f}): " + "; ".join(evidence or ["no delivery"]))
     extra = set(persisted) - set(oracle.verdicts)
     if extra:
