@@ -26,12 +26,37 @@ it now stands, so dropping them loses nothing. (aiokafka moves a position by its
 only when a fetch fails for that partition: an offset out of range resets it, and a
 record too large to fetch is stepped over. A batch in flight at that moment would be
 dropped too; neither happens to a worker reading records it can fetch.)
+
+Faust also dropped records of partitions it had paused meanwhile (its ``getmany``
+hands on only the records of partitions still active), after aiokafka had counted them
+consumed: nothing read them again unless a seek followed. The worst case was built in:
+Faust passes its live set of active partitions to the consumer thread, a recovery
+empties it while the fetch waits, and aiokafka reads an empty set as "every
+partition", so a worker whose stream partitions were paused for the seek after a
+rebalance fetched them all and lost the batch (seen in the kill fault test: a stretch
+of a partition no worker processed). The consumer thread now fetches for a snapshot
+of the set and nothing at all for an empty one (:mod:`streams.transport`), and
+:func:`not_active` splits off the records of partitions paused since the fetch, to be
+read again from their first offset (:func:`rewind`).
+
+The reverse also happened: a record processed *after* a seek but fetched before it
+(a worker's recovery resumes the stream partitions before it seeks them to their
+committed offsets, and a message may be in the agent when the seek lands) raises
+Faust's read offset of its partition past the offset sought. Faust's drain loop
+then dropped every record the seek fetched again up to that offset as "already
+read", and they were never processed: seen in the kill fault test as promises no
+worker ever recorded, and as commits stuck below the hole (Faust commits only an
+unbroken run of acknowledged offsets). :func:`read_from_start` lowers the read
+offset to the start of such a batch; the records processed twice are recognised
+by their event ids and the books.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+
+from aiokafka.errors import IllegalStateError
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +99,50 @@ def still_current(consumer: Any, records: dict) -> dict:
         log.info("dropped %d records fetched before a rebalance or seek; they are fetched again "
                  "from the new position", dropped)
     return current
+
+
+def not_active(records: dict, active_partitions: Any, buffered: Any) -> tuple[dict, dict]:
+    """Split ``records`` into those Faust will hand on and, for partitions paused since the
+    fetch, the offset to read each of them again from.
+
+    Faust hands on the records of active partitions and of those paused only because their
+    stream's buffer was full (``buffered``); ``active_partitions`` None means all.
+    """
+    if active_partitions is None:
+        return records, {}
+    kept, again = {}, {}
+    for tp, batch in records.items():
+        if not batch or tp in active_partitions or tp in buffered:
+            kept[tp] = batch
+        else:
+            again[tp] = batch[0].offset
+    return kept, again
+
+
+async def rewind(consumer: Any, offsets: dict) -> None:
+    """Move aiokafka's positions back to ``offsets`` (call in the consumer's thread)."""
+    for tp, offset in offsets.items():
+        try:
+            consumer.seek(tp, offset)
+        except IllegalStateError:
+            continue  # no longer assigned: its next owner reads it from the committed offset
+        log.info("%s[%d]: records fetched from offset %d while the partition was paused are "
+                 "read again once it resumes", tp.topic, tp.partition, offset)
+
+
+def read_from_start(read_offsets: Any, records: dict) -> None:
+    """Let Faust's drain loop process every record of ``records`` (call with current records only).
+
+    ``read_offsets`` is Faust's ``Consumer._read_offset`` (partition -> offset of the last
+    record processed, None after a seek without an offset). aiokafka hands out a record
+    below it only when a seek moved the position back, so the records are owed processing.
+    """
+    for tp, batch in records.items():
+        if not batch:
+            continue
+        first = batch[0].offset
+        read = read_offsets.get(tp)
+        if read is not None and first < read:
+            log.info("%s[%d]: records from offset %d, fetched again after a seek, are below the read "
+                     "offset %d; reading them all the same", tp.topic, tp.partition, first, read)
+            read_offsets[tp] = first

@@ -1,9 +1,12 @@
-"""Faust's aiokafka transport, with three changes to its consumer:
+"""Faust's aiokafka transport, with four changes to its consumer:
 
 * a shorter fetch wait, so missed deadlines are seen sooner (below);
 * offset commits wait for the state writes made before them (:mod:`streams.commit_barrier`);
 * a batch that a rebalance or seek overtook on its way from the consumer thread is
-  dropped (:mod:`streams.fetch_guard`).
+  dropped, records of partitions paused meanwhile are read again later, and a batch
+  fetched again after a seek is not taken for read already (:mod:`streams.fetch_guard`);
+* stream partitions resumed after a rebalance wait for the seek to their committed
+  offsets (:mod:`streams.seek_before_resume`).
 
 A fetch for partitions with nothing new is held by the broker for up to the
 consumer's ``fetch_max_wait_ms``, which Faust fixes at 1,500 ms. A worker may only
@@ -23,14 +26,18 @@ in Faust's source is changed.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Callable
 
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
 from streams import fetch_guard
 from streams.commit_barrier import WritesBeforeCommit
+from streams.seek_before_resume import SeekBeforeResume
 
 FETCH_MAX_WAIT_MS = 100
+# How long a fetch for no partition at all waits before it answers with nothing.
+NOTHING_ACTIVE_WAIT = 0.05
 
 
 class PromptFetchConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
@@ -46,18 +53,31 @@ class PromptFetchConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
 
     async def _fetch_records(self, consumer: Any, active_partitions: Any,
                              timeout: float | None = None, max_records: int | None = None) -> Any:
-        records = await super()._fetch_records(consumer, active_partitions,
+        # Faust passes its live set, which a rebalance or recovery may empty while this
+        # call waits in the thread's queue, and aiokafka reads an empty set as "every
+        # partition" (streams.fetch_guard).
+        partitions = None if active_partitions is None else set(active_partitions)
+        if partitions is not None and not partitions:
+            await asyncio.sleep(NOTHING_ACTIVE_WAIT)  # as Faust waits when it sees none
+            return fetch_guard.taken(consumer, {})
+        records = await super()._fetch_records(consumer, partitions,
                                                timeout=timeout, max_records=max_records)
         return fetch_guard.taken(consumer, records)
 
 
-class WorkerConsumer(WritesBeforeCommit, aiokafka_driver.Consumer):
+class WorkerConsumer(SeekBeforeResume, WritesBeforeCommit, aiokafka_driver.Consumer):
     def _new_consumer_thread(self) -> PromptFetchConsumerThread:
         return PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
         records = await super()._getmany(active_partitions, timeout)
-        return fetch_guard.still_current(self._thread._ensure_consumer(), records)
+        kafka_consumer = self._thread._ensure_consumer()
+        records = fetch_guard.still_current(kafka_consumer, records)
+        records, read_again = fetch_guard.not_active(records, active_partitions, self._buffered_partitions)
+        if read_again:
+            await self._thread.call_thread(fetch_guard.rewind, kafka_consumer, read_again)
+        fetch_guard.read_from_start(self._read_offset, records)
+        return records
 
 
 class Transport(aiokafka_driver.Transport):

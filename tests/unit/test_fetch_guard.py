@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+import faust
 from aiokafka.consumer.subscription_state import SubscriptionState
 from aiokafka.structs import TopicPartition
 
-from streams.fetch_guard import still_current, taken
+from streams.fetch_guard import not_active, read_from_start, rewind, still_current, taken
+from streams.transport import install
 
 EVENTS_3 = TopicPartition("events", 3)
 EVENTS_5 = TopicPartition("events", 5)
+EVENTS_9 = TopicPartition("events", 9)
 
 
 def consumer_at(positions: dict[TopicPartition, int]) -> SimpleNamespace:
@@ -84,3 +87,86 @@ def test_a_batch_without_marks_is_handed_on_as_it_is():
         return still_current(consumer, {EVENTS_3: [10]})
 
     assert run(scenario) == {EVENTS_3: [10]}
+
+
+def records(offsets) -> list[SimpleNamespace]:
+    return [SimpleNamespace(offset=offset) for offset in offsets]
+
+
+def test_a_batch_fetched_again_below_the_read_offset_lowers_it_to_its_start():
+    # Faust's read offset: the last offset processed, raised past the seek by a message
+    # that was in the agent when the seek landed.
+    read_offsets = {EVENTS_3: 58, EVENTS_5: 7}
+    read_from_start(read_offsets, {EVENTS_3: records(range(49, 59)), EVENTS_5: records([8, 9])})
+    assert read_offsets == {EVENTS_3: 49, EVENTS_5: 7}
+
+
+def test_read_offsets_not_set_are_left_unset():
+    read_offsets: dict = {}
+    read_from_start(read_offsets, {EVENTS_3: records([0, 1]), EVENTS_5: []})
+    assert read_offsets == {}
+
+
+def test_the_worker_consumer_hands_on_a_batch_fetched_again_after_a_seek_to_be_read_whole():
+    """Through the worker's consumer: the batch the seek fetched again is handed on, and
+    Faust's read offset no longer marks any of it as read (its drain loop skips records
+    below the read offset)."""
+    def scenario():
+        app = faust.App("fetch-guard-test", broker="kafka://127.0.0.1:9", store="memory://",
+                        autodiscover=False, web_enabled=False)
+        install(app)
+        worker_consumer = app.consumer
+        kafka_consumer = consumer_at({EVENTS_3: 58})
+        kafka_consumer._subscription.seek(EVENTS_3, 49)  # the seek back to the committed offset
+        refetched = taken(kafka_consumer, {EVENTS_3: [SimpleNamespace(offset=o)
+                                                      for o in fetch(kafka_consumer, EVENTS_3, 10)]})
+
+        async def getmany(active_partitions, timeout):
+            return refetched
+
+        worker_consumer._thread = SimpleNamespace(getmany=getmany, _ensure_consumer=lambda: kafka_consumer)
+        worker_consumer._read_offset[EVENTS_3] = 58
+        return worker_consumer, worker_consumer._getmany({EVENTS_3}, 1.0)
+
+    async def main():
+        worker_consumer, fetching = scenario()
+        return worker_consumer, await fetching
+
+    worker_consumer, handed_on = asyncio.run(main())
+    assert [r.offset for r in handed_on[EVENTS_3]] == list(range(49, 59))
+    assert worker_consumer._read_offset[EVENTS_3] == 49
+
+
+def test_records_of_partitions_paused_since_the_fetch_are_split_off_with_their_first_offset():
+    buffered = {EVENTS_5}  # paused only because its stream's buffer is full: Faust hands them on
+    kept, again = not_active({EVENTS_3: records([10, 11]), EVENTS_5: records([4]), EVENTS_9: records([7, 8])},
+                             active_partitions={TopicPartition("events", 1)}, buffered=buffered)
+    assert {tp: [r.offset for r in batch] for tp, batch in kept.items()} == {EVENTS_5: [4]}
+    assert again == {EVENTS_3: 10, EVENTS_9: 7}
+
+
+def test_without_a_set_of_active_partitions_every_record_is_handed_on():
+    batch = {EVENTS_3: records([10])}
+    assert not_active(batch, None, set()) == (batch, {})
+
+
+def test_rewind_moves_aiokafka_back_to_read_the_records_again_and_skips_partitions_not_assigned():
+    import aiokafka
+
+    from aiokafka.consumer.fetcher import Fetcher
+
+    async def scenario():
+        kafka_consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9")
+        kafka_consumer.assign([EVENTS_3])
+        kafka_consumer._subscription.seek(EVENTS_3, 12)  # read up to 11, 12.. prefetched
+        # aiokafka's own Fetcher.seek_to on the fetcher state it touches (an unstarted
+        # consumer has no fetcher, and a real one would reach for the broker).
+        fetcher_state = SimpleNamespace(_subscriptions=kafka_consumer._subscription,
+                                        _records={EVENTS_3: "prefetched from 12"},
+                                        _notify=lambda future: None, _wait_consume_future=None)
+        kafka_consumer._fetcher = SimpleNamespace(seek_to=lambda tp, offset: Fetcher.seek_to(fetcher_state, tp, offset))
+        await rewind(kafka_consumer, {EVENTS_3: 10, EVENTS_5: 4})
+        return state(kafka_consumer, EVENTS_3).position, fetcher_state._records
+
+    position, prefetched = asyncio.run(scenario())
+    assert position == 10 and prefetched == {}

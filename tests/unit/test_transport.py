@@ -90,3 +90,48 @@ def test_install_refuses_a_threaded_producer():
     app = faust.App("transport-test-threaded", broker=UNREACHABLE, producer_threaded=True)
     with pytest.raises(RuntimeError, match="producer_threaded"):
         install(app)
+
+
+class RecordingFetcher:
+    """aiokafka's fetcher as the consumer thread sees it (the broker side): it records the
+    partitions it was asked for, as they were when it was asked, and has nothing to give."""
+
+    def __init__(self, subscriptions) -> None:
+        self._subscriptions = subscriptions
+        self._closed = False
+        self.asked: list[set | None] = []
+
+    async def fetched_records(self, partitions, timeout=0, max_records=None):
+        await asyncio.sleep(0)  # the event loop runs on meanwhile and may change Faust's set
+        self.asked.append(None if partitions is None else set(partitions))
+        return {}
+
+
+def fetch_through_the_worker_thread(active_partitions, change_meanwhile=lambda: None):
+    async def scenario():
+        app = faust.App("transport-fetch-test", broker=UNREACHABLE)
+        transport = install(app)
+        thread = app.consumer._thread
+        kafka_consumer = thread._create_worker_consumer(transport)
+        fetcher = kafka_consumer._fetcher = RecordingFetcher(kafka_consumer._subscription)
+        fetching = asyncio.ensure_future(thread._fetch_records(kafka_consumer, active_partitions, timeout=0.1))
+        await asyncio.sleep(0)
+        change_meanwhile()
+        return await fetching, fetcher.asked
+
+    return asyncio.run(scenario())
+
+
+def test_a_fetch_for_no_active_partition_fetches_nothing():
+    # aiokafka reads an empty set as "every partition": the records of paused partitions
+    # would be counted consumed and then dropped by Faust.
+    records, asked = fetch_through_the_worker_thread(set())
+    assert records == {} and asked == []
+
+
+def test_a_fetch_asks_for_the_partitions_active_when_it_was_called():
+    from faust.types import TP
+
+    active = {TP("events", 0), TP("events", 1)}
+    records, asked = fetch_through_the_worker_thread(active, change_meanwhile=active.clear)
+    assert asked == [{TP("events", 0), TP("events", 1)}]  # not the emptied live set
