@@ -37,12 +37,16 @@ rebalance fetched them all and lost the batch (seen in the kill fault test: a st
 of a partition no worker processed). The consumer thread now fetches for a snapshot
 of the set and nothing at all for an empty one (:mod:`streams.transport`), and
 :func:`not_active` splits off the records of partitions paused since the fetch, to be
-read again from their first offset (:func:`rewind`).
+read again from their first offset (:func:`rewind`). Faust still drops the rest of a
+batch when a partition is paused while the batch is being handed on; that happens to a
+stream partition only at a rebalance or a stop, and the seek to the committed offsets
+that follows a rebalance reads them again.
 
 The reverse also happened: a record processed *after* a seek but fetched before it
 (a worker's recovery resumes the stream partitions before it seeks them to their
-committed offsets, and a message may be in the agent when the seek lands) raises
-Faust's read offset of its partition past the offset sought. Faust's drain loop
+committed offsets, and the drain loop records a message as read once its delivery
+returns, even if the seek landed meanwhile) raises Faust's read offset of its
+partition past the offset sought. Faust's drain loop
 then dropped every record the seek fetched again up to that offset as "already
 read", and they were never processed: seen in the kill fault test as promises no
 worker ever recorded, and as commits stuck below the hole (Faust commits only an
@@ -119,9 +123,15 @@ def not_active(records: dict, active_partitions: Any, buffered: Any) -> tuple[di
     return kept, again
 
 
-async def rewind(consumer: Any, offsets: dict) -> None:
-    """Move aiokafka's positions back to ``offsets`` (call in the consumer's thread)."""
+async def rewind(consumer: Any, offsets: dict, taken_at: dict | None = None) -> None:
+    """Move aiokafka's positions back to ``offsets`` (call in the consumer's thread).
+
+    A partition a seek or rebalance has moved since its records were taken (``taken_at``,
+    as :func:`taken` marked them) is left where that put it: it reads from there.
+    """
     for tp, offset in offsets.items():
+        if taken_at is not None and tp in taken_at and _where(consumer, tp) != taken_at[tp]:
+            continue
         try:
             consumer.seek(tp, offset)
         except IllegalStateError:
@@ -135,7 +145,8 @@ def read_from_start(read_offsets: Any, records: dict) -> None:
 
     ``read_offsets`` is Faust's ``Consumer._read_offset`` (partition -> offset of the last
     record processed, None after a seek without an offset). aiokafka hands out a record
-    below it only when a seek moved the position back, so the records are owed processing.
+    below it only when its position was moved back (a seek, or a reset after an offset out
+    of range), so the records are owed processing; one processed twice is harmless here.
     """
     for tp, batch in records.items():
         if not batch:

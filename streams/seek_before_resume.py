@@ -7,10 +7,11 @@ their committed offsets::
     consumer.resume_partitions({tp for tp in assignment if not changelog})
     await consumer.perform_seek()
 
-The flow is already running (recovery resumed it to read the changelogs), so the drain
+The flow may already be running (recovery resumed it to read the changelogs), so the drain
 loop may fetch and process a batch of the resumed partitions in between, from wherever
 their positions stood. The seek then moves them back and resets Faust's read offsets,
-but a message still in the agent when it lands raises its partition's read offset again,
+but the drain loop records a message delivered meanwhile as read once its delivery
+returns, which raises its partition's read offset again,
 and Faust dropped the records the seek fetched again below it as "already read". Seen
 in the kill fault test: events no worker ever processed, so promises never recorded,
 and commits stuck below the hole until the worker was killed.
@@ -40,6 +41,14 @@ class SeekBeforeResume:
             # They stay paused (inactive) until perform_seek() is done.
             self._held_until_seek = (self._held_until_seek or set()) | streams
         super().resume_partitions(tps - streams)  # type: ignore[misc]
+
+    def pause_partitions(self, tps: Iterable[TP]) -> None:
+        # A rebalance pauses its partitions while a seek may still be running: they wait
+        # for their own recovery's seek, not for that one.
+        tps = set(tps)
+        if self._held_until_seek:
+            self._held_until_seek -= tps
+        super().pause_partitions(tps)  # type: ignore[misc]
 
     async def perform_seek(self) -> None:
         try:

@@ -70,12 +70,13 @@ class WorkerConsumer(SeekBeforeResume, WritesBeforeCommit, aiokafka_driver.Consu
         return PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
-        records = await super()._getmany(active_partitions, timeout)
+        fetched = await super()._getmany(active_partitions, timeout)
         kafka_consumer = self._thread._ensure_consumer()
-        records = fetch_guard.still_current(kafka_consumer, records)
+        records = fetch_guard.still_current(kafka_consumer, fetched)
         records, read_again = fetch_guard.not_active(records, active_partitions, self._buffered_partitions)
         if read_again:
-            await self._thread.call_thread(fetch_guard.rewind, kafka_consumer, read_again)
+            await self._thread.call_thread(fetch_guard.rewind, kafka_consumer, read_again,
+                                           getattr(fetched, "taken_at", None))
         fetch_guard.read_from_start(self._read_offset, records)
         return records
 

@@ -107,24 +107,48 @@ def test_read_offsets_not_set_are_left_unset():
     assert read_offsets == {}
 
 
+def worker_consumer_fetching(kafka_consumer, batch):
+    """The worker's Faust consumer, its thread answering one fetch with ``batch``."""
+    app = faust.App("fetch-guard-test", broker="kafka://127.0.0.1:9", store="memory://",
+                    autodiscover=False, web_enabled=False)
+    install(app)
+    worker_consumer = app.consumer
+
+    async def getmany(active_partitions, timeout):
+        return batch
+
+    async def call_thread(fun, *args, **kwargs):  # the consumer thread runs it
+        return await fun(*args, **kwargs)
+
+    worker_consumer._thread = SimpleNamespace(getmany=getmany, call_thread=call_thread,
+                                              _ensure_consumer=lambda: kafka_consumer)
+    return worker_consumer
+
+
+def test_the_worker_consumer_reads_again_what_it_fetched_for_a_partition_paused_meanwhile():
+    async def main():
+        kafka_consumer = consumer_at({EVENTS_3: 10, EVENTS_5: 0})
+        kafka_consumer.seek = kafka_consumer._subscription.seek  # what aiokafka's seek moves
+        batch = taken(kafka_consumer, {EVENTS_3: records(fetch(kafka_consumer, EVENTS_3, 4)),
+                                       EVENTS_5: records(fetch(kafka_consumer, EVENTS_5, 2))})
+        worker_consumer = worker_consumer_fetching(kafka_consumer, batch)
+        handed_on = await worker_consumer._getmany({EVENTS_5}, 1.0)  # events-3 paused meanwhile
+        return handed_on, state(kafka_consumer, EVENTS_3).position, state(kafka_consumer, EVENTS_5).position
+
+    handed_on, position_3, position_5 = asyncio.run(main())
+    assert list(handed_on) == [EVENTS_5]
+    assert (position_3, position_5) == (10, 2)
+
+
 def test_the_worker_consumer_hands_on_a_batch_fetched_again_after_a_seek_to_be_read_whole():
     """Through the worker's consumer: the batch the seek fetched again is handed on, and
     Faust's read offset no longer marks any of it as read (its drain loop skips records
     below the read offset)."""
     def scenario():
-        app = faust.App("fetch-guard-test", broker="kafka://127.0.0.1:9", store="memory://",
-                        autodiscover=False, web_enabled=False)
-        install(app)
-        worker_consumer = app.consumer
         kafka_consumer = consumer_at({EVENTS_3: 58})
         kafka_consumer._subscription.seek(EVENTS_3, 49)  # the seek back to the committed offset
-        refetched = taken(kafka_consumer, {EVENTS_3: [SimpleNamespace(offset=o)
-                                                      for o in fetch(kafka_consumer, EVENTS_3, 10)]})
-
-        async def getmany(active_partitions, timeout):
-            return refetched
-
-        worker_consumer._thread = SimpleNamespace(getmany=getmany, _ensure_consumer=lambda: kafka_consumer)
+        refetched = taken(kafka_consumer, {EVENTS_3: records(fetch(kafka_consumer, EVENTS_3, 10))})
+        worker_consumer = worker_consumer_fetching(kafka_consumer, refetched)
         worker_consumer._read_offset[EVENTS_3] = 58
         return worker_consumer, worker_consumer._getmany({EVENTS_3}, 1.0)
 
@@ -170,3 +194,15 @@ def test_rewind_moves_aiokafka_back_to_read_the_records_again_and_skips_partitio
 
     position, prefetched = asyncio.run(scenario())
     assert position == 10 and prefetched == {}
+
+
+def test_rewind_leaves_a_partition_a_seek_moved_after_the_fetch_where_the_seek_put_it():
+    async def main():
+        consumer = consumer_at({EVENTS_3: 10})
+        consumer.seek = consumer._subscription.seek
+        batch = taken(consumer, {EVENTS_3: records(fetch(consumer, EVENTS_3, 4))})
+        consumer._subscription.seek(EVENTS_3, 3)  # perform_seek to the committed offset, meanwhile
+        await rewind(consumer, {EVENTS_3: 10}, batch.taken_at)
+        return state(consumer, EVENTS_3).position
+
+    assert asyncio.run(main()) == 3

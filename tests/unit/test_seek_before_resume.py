@@ -85,3 +85,30 @@ def test_a_partition_revoked_before_the_seek_is_not_resumed():
 
     active = asyncio.run(scenario())
     assert EVENTS[2] not in active and set(EVENTS[:2]) <= active
+
+
+def test_partitions_a_new_rebalance_pauses_during_the_seek_stay_paused_after_it():
+    # A rebalance pauses its assignment while the previous recovery's seek is still
+    # running; that seek, cancelled or not, must not resume them for the new recovery.
+    async def scenario():
+        consumer, changelog = worker_consumer()
+        consumer.pause_partitions(consumer.assignment())
+        broker_answers = asyncio.Event()
+
+        async def seek_to_committed():
+            await broker_answers.wait()
+            return {tp: 5 for tp in EVENTS}
+
+        consumer.seek_to_committed = seek_to_committed
+        consumer.resume_partitions({changelog, *EVENTS})
+        seeking = asyncio.ensure_future(consumer.perform_seek())
+        await asyncio.sleep(0)
+        consumer.pause_partitions(consumer.assignment())  # the new rebalance
+        seeking.cancel()
+        try:
+            await seeking
+        except asyncio.CancelledError:
+            pass
+        return set(consumer._get_active_partitions())
+
+    assert not (asyncio.run(scenario()) & set(EVENTS))
