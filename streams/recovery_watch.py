@@ -4,8 +4,10 @@ Twice in CI (once on Apache Kafka, once on Tansu) a worker that took over
 partitions in the kill fault test stayed in table recovery for minutes: Faust
 logged "No event received for active tp ... since recovery start" for the
 changelog partitions it had read as a standby until then, and the worker never
-processed another event. The cause is not known (docs/guarantees.md). While it
-lasts the partitions' promises are not judged at all.
+processed another event. The cause is not proven; a likely one, changelog records
+fetched while their partition was paused and then dropped by Faust, is now handled in
+the consumer (:mod:`streams.fetch_guard`), and this watch stays as a safety net
+(docs/guarantees.md). While a stall lasts the partitions' promises are not judged at all.
 
 :class:`RecoveryWatch` is checked by the worker's timer: a changelog partition that
 recovery still needs records from, and that has delivered none for
