@@ -46,9 +46,8 @@ The reverse also happened: a record processed *after* a seek but fetched before 
 (a worker's recovery resumes the stream partitions before it seeks them to their
 committed offsets, and the drain loop records a message as read once its delivery
 returns, even if the seek landed meanwhile) raises Faust's read offset of its
-partition past the offset sought. Faust's drain loop
-then dropped every record the seek fetched again up to that offset as "already
-read", and they were never processed: seen in the kill fault test as promises no
+partition past the offset sought. Faust's drain loop then dropped every record the
+seek fetched again up to that offset as "already read", and they were never processed: seen in the kill fault test as promises no
 worker ever recorded, and as commits stuck below the hole (Faust commits only an
 unbroken run of acknowledged offsets). :func:`read_from_start` lowers the read
 offset to the start of such a batch; the records processed twice are recognised

@@ -11,8 +11,8 @@ The flow may already be running (recovery resumed it to read the changelogs), so
 loop may fetch and process a batch of the resumed partitions in between, from wherever
 their positions stood. The seek then moves them back and resets Faust's read offsets,
 but the drain loop records a message delivered meanwhile as read once its delivery
-returns, which raises its partition's read offset again,
-and Faust dropped the records the seek fetched again below it as "already read". Seen
+returns, which raises its partition's read offset again, and Faust dropped the records
+the seek fetched again below it as "already read". Seen
 in the kill fault test: events no worker ever processed, so promises never recorded,
 and commits stuck below the hole until the worker was killed.
 

@@ -58,7 +58,9 @@ class PromptFetchConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         # partition" (streams.fetch_guard).
         partitions = None if active_partitions is None else set(active_partitions)
         if partitions is not None and not partitions:
-            await asyncio.sleep(NOTHING_ACTIVE_WAIT)  # as Faust waits when it sees none
+            # Faust itself sleeps 1 s when it sees no active partition; a short wait keeps
+            # the partitions' resumption prompt.
+            await asyncio.sleep(NOTHING_ACTIVE_WAIT)
             return fetch_guard.taken(consumer, {})
         records = await super()._fetch_records(consumer, partitions,
                                                timeout=timeout, max_records=max_records)
