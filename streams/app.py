@@ -141,9 +141,8 @@ class Monitor:
         async for event in stream.events():
             message = event.message
             try:
-                rejection = process(
-                    message.partition, message.offset, message.timestamp, message.key, message.value
-                )
+                rejection = process(message.partition, message.offset, message.timestamp,
+                                    message.key, message.value, message.headers)
             except Exception:  # the worker must never die on one message
                 log.exception("unexpected error on %s[%s]@%s", message.topic, message.partition, message.offset)
                 rejection = self.processor.reject(

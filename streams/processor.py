@@ -22,6 +22,7 @@ from schemas.events import (
     PromiseRevised,
     Response,
 )
+from schemas.replay_hold import Headers, replay_hold_until
 from streams.core.promises import (
     LateDelivery,
     PromiseAtRisk,
@@ -68,9 +69,11 @@ class EventProcessor:
         self.findings: list[Finding] = []
 
     def process(
-        self, partition: int, offset: int, timestamp: float, key: bytes | None, value: bytes | None
+        self, partition: int, offset: int, timestamp: float, key: bytes | None, value: bytes | None,
+        headers: Headers = None,
     ) -> Rejection | None:
         state = self.states.get(partition)
+        state.clock.hold(replay_hold_until(headers))
         known_at = state.clock.observe(min(timestamp, time.time() + MAX_FUTURE_SKEW_SECONDS))
         state.next_offset = offset + 1
         try:

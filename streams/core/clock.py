@@ -11,13 +11,25 @@ class PartitionClock:
     while a worker is paused or behind, its clock stops, so it cannot declare a
     promise missed whose on-time delivery is still waiting in Kafka. A caught-up,
     idle partition still moves on with the fetches, so misses surface promptly.
+
+    A partition that a backfill is still writing history to is not idle, even when
+    caught up between two of its records: the latest record read may *hold* the clock
+    until a wall time (:meth:`hold`). While held, the partition's time is its records'
+    alone (an earlier caught-up fetch, e.g. of the empty topic the backfill fills, no
+    longer counts), and only a fetch answered after the hold ends lets the wall clock in.
     """
 
-    __slots__ = ("_last_record_at", "_caught_up_at")
+    __slots__ = ("_last_record_at", "_caught_up_at", "_held_until")
 
     def __init__(self) -> None:
         self._last_record_at: float | None = None
         self._caught_up_at: float | None = None
+        self._held_until: float | None = None
+
+    def hold(self, until: float | None) -> None:
+        """The record just read says more history may come until ``until`` (epoch seconds);
+        ``None`` (a live record) ends any hold."""
+        self._held_until = until
 
     def observe(self, record_timestamp: float) -> float:
         """A record stamped ``record_timestamp`` has been read; returns when it became known.
@@ -33,11 +45,17 @@ class PartitionClock:
 
     def caught_up(self, at: float) -> None:
         """Everything in the partition was processed as of a fetch answered ``at``."""
+        if self._held_until is not None:
+            if at < self._held_until:
+                return  # a backfill may still write older-stamped records
+            self._held_until = None
         if self._caught_up_at is None or at > self._caught_up_at:
             self._caught_up_at = at
 
     def now(self) -> float | None:
         """The partition's time, or ``None`` before anything is known."""
+        if self._held_until is not None:
+            return self._last_record_at
         if self._last_record_at is None:
             return self._caught_up_at
         if self._caught_up_at is None:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 from prometheus_client import CollectorRegistry
 
+from schemas.replay_hold import hold_header
 from streams.collector import PromiseStateCollector
 from streams.metrics import Instruments, TeamLabels
 from streams.policy import Policy
@@ -114,6 +115,27 @@ def test_sweep_declares_the_miss_once_the_partition_clock_passes_due_plus_grace(
     processor.sweep(state)
     assert sample(registry, "servicewatch_promise_outcomes_total", outcome="missed", **labels) == 1
     assert sample(registry, "servicewatch_promises_overdue", **labels) == 1
+
+
+def test_a_backfill_caught_up_between_a_promise_and_its_delivery_keeps_the_promise():
+    # History three hours old: the worker reads the promise, finds the partition caught up
+    # (now) before the delivery arrives, and must not run the partition to now meanwhile.
+    processor, registry, _ = make_worker()
+    then = NOW - timedelta(hours=3)
+    due = then + timedelta(minutes=60)
+    hold = [hold_header(NOW.timestamp() + 30)]
+    processor.states.get(0).clock.caught_up(at=NOW.timestamp() - 5)  # the empty topic, caught up
+    processor.process(0, 0, then.timestamp(), b"c1", event(
+        "promise", "e1", at=then, promise_id="p1", due_at=due.isoformat(), kind="visit"), hold)
+    state = processor.states.get(0)
+    state.clock.caught_up(at=NOW.timestamp())
+    processor.sweep(state)
+    delivered = then + timedelta(minutes=40)
+    processor.process(0, 1, delivered.timestamp(), b"c1", event("delivery", "e2", at=delivered, promise_id="p1"))
+    processor.sweep(state)
+    labels = dict(team="billing", kind="visit", audience="external")
+    assert sample(registry, "servicewatch_promise_outcomes_total", outcome="missed", **labels) == 0
+    assert sample(registry, "servicewatch_promise_outcomes_total", outcome="on_time", **labels) == 1
 
 
 def test_a_restarted_worker_restores_state_from_the_changelog_and_counts_nothing_twice():

@@ -159,6 +159,37 @@ def test_partition_clock_takes_the_later_of_records_and_caught_up_fetches():
     assert clock.now() == 150
 
 
+def test_a_held_partition_clock_moves_only_with_records_until_the_hold_ends():
+    clock = PartitionClock()
+    clock.hold(until=500)
+    clock.observe(100)
+    clock.caught_up(at=499)  # a backfill may still write older records: no jump
+    assert clock.now() == 100
+    clock.observe(120)
+    assert clock.now() == 120
+    clock.caught_up(at=500)
+    assert clock.now() == 500
+
+
+def test_a_hold_sets_aside_the_caught_up_time_from_before_the_backfill():
+    clock = PartitionClock()
+    clock.caught_up(at=400)  # the empty topic, caught up, before the backfill starts
+    clock.hold(until=500)
+    clock.observe(100)
+    assert clock.now() == 100
+    clock.caught_up(at=600)
+    assert clock.now() == 600
+
+
+def test_a_record_without_a_hold_ends_it():
+    clock = PartitionClock()
+    clock.hold(until=500)
+    clock.observe(100)
+    clock.hold(None)
+    clock.caught_up(at=150)
+    assert clock.now() == 150
+
+
 def test_recent_event_ids_forget_the_oldest_beyond_capacity():
     seen = RecentEventIds(capacity=2)
     for event_id in ("a", "b", "c"):
