@@ -174,6 +174,7 @@ class Emitter:
         self._lock = threading.Lock()
         self._failures: list[BaseException] = []
         self._closed = False
+        self._partitions: list[int] | None = None
         bootstrap = _bootstrap_list(broker)
         self._bootstrap_text = ",".join(bootstrap)
         if not producer_options.get("proxy_url"):
@@ -316,12 +317,15 @@ class Emitter:
 
     # -- sending --------------------------------------------------------------------------------
     def send(self, event: Envelope | Mapping[str, Any] | str | bytes, *,
-             timestamp: datetime | float | None = None, wait: bool = False) -> Emitted:
+             timestamp: datetime | float | None = None, wait: bool = False,
+             headers: list[tuple[str, bytes]] | None = None, partition: int | None = None) -> Emitted:
         """Validate and send one event: a model, a dict (``source`` filled in when missing) or a
         JSON document. ``timestamp`` sets the Kafka record's timestamp (a datetime, or seconds
         since the epoch); by default the producer's clock stamps it, which is what live systems
         want — backfills pass the event's ``occurred_at``. ``wait=True`` blocks until Kafka
-        acknowledged the event (raising EmitError if it did not)."""
+        acknowledged the event (raising EmitError if it did not). ``headers`` go on the record
+        as given; ``partition``, when given, should be :meth:`partition_for` the case id, or
+        the case leaves its partition."""
         if self._closed:
             raise EmitError("this Emitter is closed")
         if isinstance(event, (str, bytes, bytearray)):
@@ -338,7 +342,8 @@ class Emitter:
         from kafka import errors as kafka_errors
 
         try:
-            future = self._producer.send(self.topic, key=key, value=value, timestamp_ms=timestamp_ms)
+            future = self._producer.send(self.topic, key=key, value=value, timestamp_ms=timestamp_ms,
+                                         headers=headers, partition=partition)
         except kafka_errors.KafkaTimeoutError as exc:
             raise EmitError(
                 f"Kafka at {self._bootstrap_text} did not take the event within "
@@ -351,6 +356,20 @@ class Emitter:
         if wait:
             emitted.get()
         return emitted
+
+    def partition_for(self, case_id: str) -> int:
+        """The partition the case's events go to: murmur2 of the key, as the Java client's and
+        kafka-python's default partitioners do. (Blocks for the topic's metadata once.)"""
+        from kafka.partitioner import murmur2
+
+        if self._partitions is None:
+            partitions = self._producer.partitions_for(self.topic)
+            if not partitions:
+                raise EmitError(f"Kafka at {self._bootstrap_text} reports no partitions for topic "
+                                f"{self.topic!r}: does the topic exist?")
+            self._partitions = sorted(partitions)
+        key = case_id.encode("utf-8", "surrogatepass")
+        return self._partitions[(murmur2(key) & 0x7FFFFFFF) % len(self._partitions)]
 
     @property
     def failed(self) -> int:

@@ -74,7 +74,9 @@ examples:
 
 Replay history before live events reach the topic, or into a fresh topic: a partition's time
 never goes back, so an old promise replayed into a partition that has seen live events is
-already past its deadline there and is counted missed at once.
+already past its deadline there and is counted missed at once. Workers may run meanwhile:
+each record but a partition's last holds that partition's time to the history's (header
+servicewatch-replay-hold-until), so a worker that catches up mid-replay judges nothing early.
 
 A broker deletes records older than the topic's retention.ms by their timestamp: history older
 than that may be removed soon after it is written. Apache Kafka refuses timestamps more than an
@@ -459,6 +461,8 @@ def paced(events: Iterable[Envelope], speed: float | None) -> Iterator[tuple[Env
 
 def replay(args: argparse.Namespace) -> int:
     from schemas.emitter import Emitter
+    from schemas.replay_hold import hold_header
+    from streams.replay_holds import ReplayHolds
 
     shown = "<stdin>" if args.file == "-" else args.file
     lines = _line_source(args.file)
@@ -466,17 +470,26 @@ def replay(args: argparse.Namespace) -> int:
     if not total:
         print(f"servicewatch replay: no events in {shown}", file=sys.stderr)
         return 0
-    events = (result.event for result in check_lines(lines()) if result.valid)
-    progress = ProgressBar(total, enabled=not args.quiet)
-    sent = 0
+
+    def valid_events() -> Iterator[Envelope]:
+        return (result.event for result in check_lines(lines()) if result.valid)
+
     with Emitter(args.broker, args.topic, connect_timeout=args.timeout) as emitter:
-        started = time.monotonic()
+        holds = ReplayHolds(emitter.partition_for)
+        for event, offset in paced(valid_events(), args.speed):
+            holds.plan(event.case_id, offset)
+        progress = ProgressBar(total, enabled=not args.quiet)
+        sent = 0
+        started, started_at = time.monotonic(), time.time()
         try:
-            for event, offset in paced(events, args.speed):
+            for event, offset in paced(valid_events(), args.speed):
                 while (wait := started + offset - time.monotonic()) > 0:
                     progress.update(sent, note=f"next event in {wait:,.0f}s")
                     time.sleep(min(wait, 0.5))
-                emitter.send(event, timestamp=event.occurred_at)
+                partition = emitter.partition_for(event.case_id)
+                hold = holds.hold_for(sent, partition, time.time(), started_at)
+                emitter.send(event, timestamp=event.occurred_at, partition=partition,
+                             headers=None if hold is None else [hold_header(hold)])
                 sent += 1
                 if emitter.failed:
                     emitter.flush(args.timeout)  # raises with the first failure

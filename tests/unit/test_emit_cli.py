@@ -17,9 +17,11 @@ import pytest
 import schemas.emitter as emitter_module
 from schemas import decode_event
 from schemas.jsonschema import generate_schemas
+from schemas.replay_hold import replay_hold_until
 from streams.cli import build_parser, main
 from streams.emit_commands import check_replay_file, event_from_args, paced, parse_time
 from streams.embedded_broker import free_port
+from streams.replay_holds import HOLD_MARGIN_SECONDS
 
 UTC = timezone.utc
 NOW = datetime(2026, 11, 28, 14, 0, tzinfo=UTC)
@@ -41,21 +43,27 @@ def parse(argv: list[str]):
 
 
 class FakeEmitter:
-    """Stands in for schemas.emitter.Emitter: records (event, timestamp) pairs."""
+    """Stands in for schemas.emitter.Emitter: records (event, timestamp, sent at) in ``sent``
+    and (partition, headers) in ``records``; case ``cN`` goes to partition N % 2."""
 
     instances: list["FakeEmitter"] = []
 
     def __init__(self, broker, topic, **options):
         self.broker, self.topic, self.options = broker, topic, options
         self.sent: list[tuple] = []
+        self.records: list[tuple] = []
         self.failed = 0
         self.closed = False
         FakeEmitter.instances.append(self)
 
-    def send(self, event, timestamp=None, wait=False):
+    def send(self, event, timestamp=None, wait=False, headers=None, partition=None):
         self.sent.append((event, timestamp, time.monotonic()))
+        self.records.append((partition, dict(headers or ())))
         metadata = type("Metadata", (), {"topic": self.topic, "partition": 0, "offset": len(self.sent) - 1})
         return type("Emitted", (), {"get": lambda self_, timeout=None: metadata, "event": event})()
+
+    def partition_for(self, case_id):
+        return int(case_id[1:]) % 2
 
     def flush(self, timeout=None):
         pass
@@ -252,6 +260,32 @@ def test_replay_paces_by_event_time(tmp_path, fake_emitter):
     assert main(["replay", str(path), "--speed", "4", "--quiet"]) == 0
     times = [sent_at for _, _, sent_at in fake_emitter[0].sent]
     assert times[1] - times[0] >= 0.24 and times[2] - times[0] >= 0.49
+
+
+def held_until(record) -> float | None:
+    return replay_hold_until(record[1])
+
+
+@pytest.mark.parametrize("speed, seconds", [([], 0.0), (["--speed", "6000"], 1.0)])
+def test_replay_holds_each_partition_until_its_last_record(tmp_path, fake_emitter, speed, seconds):
+    # Event n, of case c(n % 3), 10n minutes in; c0 and c2 go to partition 0, c1 to 1.
+    path = tmp_path / "history.jsonl"
+    path.write_text("\n".join(event_line(n, n * 10) for n in range(10)) + "\n")
+    before = time.time()
+    assert main(["replay", str(path), "--quiet", *speed]) == 0
+    records = fake_emitter[0].records
+    assert [partition for partition, _ in records] == [(n % 3) % 2 for n in range(10)]
+    last_of = {partition: number for number, (partition, _) in enumerate(records)}
+    assert last_of == {0: 9, 1: 7}
+    for number, record in enumerate(records):
+        hold = held_until(record)
+        if number in last_of.values():
+            assert hold is None, f"the last record of its partition holds nothing: {record}"
+        else:
+            # Held past when the partition's last record is due to go, with a margin.
+            due = before + (seconds * 0.9 if record[0] == 0 else seconds * 0.7)
+            assert hold is not None and hold >= due + HOLD_MARGIN_SECONDS - 0.5, (number, record, due)
+            assert hold <= time.time() + HOLD_MARGIN_SECONDS + 0.5
 
 
 @pytest.mark.parametrize("speed", ["0", "-1", "fast", "inf", "nan"])
