@@ -803,13 +803,18 @@ def pipeline() -> dm.Dashboard:
                "dead letters", instant=True)],
         width=6, height=7, colours=COUNT_WARN_COLOURS, decimals=0))
     board.with_panel(graph(
-        "Duplicates dropped per second",
-        "Events dropped because their event_id was already seen (a producer retry or a replay); "
-        "harmless, but a steady stream points at an emitter resending "
-        "(servicewatch_events_duplicate_total).",
+        "Duplicates and misplaced events per second",
+        "Duplicates: events dropped because their event_id was already seen (a producer retry or "
+        "a replay); harmless, but a steady stream points at an emitter resending "
+        "(servicewatch_events_duplicate_total). Misplaced: events on another partition than "
+        "Kafka's default partitioner gives their case id; an emitter with another partitioner "
+        "splits cases and causes false misses (servicewatch_events_misplaced_total, "
+        "docs/emitting.md).",
         "suffix: events/s",
         [query(f"sum(rate({sel('servicewatch_events_duplicate_total', JOB)}[$__rate_interval]))",
-               "duplicates")],
+               "duplicates"),
+         query(f"sum(rate({sel('servicewatch_events_misplaced_total', JOB)}[$__rate_interval]))",
+               "misplaced")],
         width=18, height=7))
 
     board.with_row(row("Workers and partitions"))

@@ -360,16 +360,21 @@ class Emitter:
     def partition_for(self, case_id: str) -> int:
         """The partition the case's events go to: murmur2 of the key, as the Java client's and
         kafka-python's default partitioners do. (Blocks for the topic's metadata once.)"""
-        from kafka.partitioner import murmur2
+        from kafka import errors as kafka_errors
+
+        from schemas.partitioning import murmur2_partition
 
         if self._partitions is None:
-            partitions = self._producer.partitions_for(self.topic)
+            try:
+                partitions = self._producer.partitions_for(self.topic)
+            except kafka_errors.KafkaError as exc:
+                raise EmitError(self._explain_failure(exc)) from exc
             if not partitions:
                 raise EmitError(f"Kafka at {self._bootstrap_text} reports no partitions for topic "
                                 f"{self.topic!r}: does the topic exist?")
             self._partitions = sorted(partitions)
         key = case_id.encode("utf-8", "surrogatepass")
-        return self._partitions[(murmur2(key) & 0x7FFFFFFF) % len(self._partitions)]
+        return self._partitions[murmur2_partition(key, len(self._partitions))]
 
     @property
     def failed(self) -> int:

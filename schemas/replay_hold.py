@@ -21,7 +21,7 @@ from typing import Union
 
 REPLAY_HOLD_HEADER = "servicewatch-replay-hold-until"
 # Epoch milliseconds have 13 digits until the year 2286; longer values are not a time.
-_MAX_DIGITS = 15
+_MAX_DIGITS = 13
 
 Headers = Union[Mapping[str, bytes], Iterable[tuple[str, bytes]], None]
 

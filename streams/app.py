@@ -188,6 +188,7 @@ class Monitor:
                        headers={"servicewatch-finding": finding.finding_type.encode()})
 
     def _sweep_partitions(self) -> None:
+        self.processor.topic_partitions = self.app.consumer.topic_partitions(self.settings.topic)
         progress = self.progress
         assigned = progress.assigned_partitions()
         self.states.release({s.partition for s in self.states.held()} - assigned)

@@ -72,11 +72,12 @@ examples:
   servicewatch replay history.jsonl --speed 60       # one hour of history per minute
   servicewatch replay history.jsonl --speed 1        # in real time, as it happened
 
-Replay history before live events reach the topic, or into a fresh topic: a partition's time
-never goes back, so an old promise replayed into a partition that has seen live events is
-already past its deadline there and is counted missed at once. Workers may run meanwhile:
-each record but a partition's last holds that partition's time to the history's (header
-servicewatch-replay-hold-until), so a worker that catches up mid-replay judges nothing early.
+Replay history before live events reach the topic, or into a fresh topic: a partition's
+record time never goes back, so an old promise replayed into a partition that has seen live
+events is already past its deadline there and is counted missed at once. Workers may run
+meanwhile: each record but a partition's last holds that partition's time to the history's
+until its next record is due, plus 3 minutes (header servicewatch-replay-hold-until), so a
+worker that catches up mid-replay judges nothing early. Run one backfill at a time.
 
 A broker deletes records older than the topic's retention.ms by their timestamp: history older
 than that may be removed soon after it is written. Apache Kafka refuses timestamps more than an
@@ -462,7 +463,7 @@ def paced(events: Iterable[Envelope], speed: float | None) -> Iterator[tuple[Env
 def replay(args: argparse.Namespace) -> int:
     from schemas.emitter import Emitter
     from schemas.replay_hold import hold_header
-    from streams.replay_holds import ReplayHolds
+    from streams.replay_plan import ReplayPlan
 
     shown = "<stdin>" if args.file == "-" else args.file
     lines = _line_source(args.file)
@@ -475,9 +476,9 @@ def replay(args: argparse.Namespace) -> int:
         return (result.event for result in check_lines(lines()) if result.valid)
 
     with Emitter(args.broker, args.topic, connect_timeout=args.timeout) as emitter:
-        holds = ReplayHolds(emitter.partition_for)
+        plan = ReplayPlan(emitter.partition_for)
         for event, offset in paced(valid_events(), args.speed):
-            holds.plan(event.case_id, offset)
+            plan.plan(event.case_id, offset)
         progress = ProgressBar(total, enabled=not args.quiet)
         sent = 0
         started, started_at = time.monotonic(), time.time()
@@ -487,7 +488,7 @@ def replay(args: argparse.Namespace) -> int:
                     progress.update(sent, note=f"next event in {wait:,.0f}s")
                     time.sleep(min(wait, 0.5))
                 partition = emitter.partition_for(event.case_id)
-                hold = holds.hold_for(sent, partition, time.time(), started_at)
+                hold = plan.hold_for(partition, time.time(), started_at)
                 emitter.send(event, timestamp=event.occurred_at, partition=partition,
                              headers=None if hold is None else [hold_header(hold)])
                 sent += 1

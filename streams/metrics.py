@@ -73,6 +73,12 @@ class Instruments:
             "Events dropped because their event_id was already seen.",
             registry=registry,
         )
+        self.misplaced = Counter(
+            "servicewatch_events_misplaced",
+            "Events not on the partition Kafka's default (murmur2) partitioner gives their key: "
+            "an emitter hashing keys differently may split cases across partitions.",
+            registry=registry,
+        )
         timing_labels = ["team", "channel", "audience"]
         self.greeting = Histogram(
             "servicewatch_greeting_seconds",

@@ -6,6 +6,7 @@ the caller owns sending dead letters and findings, and persisting.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Iterable
@@ -22,6 +23,7 @@ from schemas.events import (
     PromiseRevised,
     Response,
 )
+from schemas.partitioning import murmur2_partition
 from schemas.replay_hold import Headers, replay_hold_until
 from streams.core.promises import (
     LateDelivery,
@@ -41,6 +43,8 @@ from streams.metrics import Instruments
 from streams.policy import Policy
 from streams.state import PartitionState, PartitionStates
 
+log = logging.getLogger(__name__)
+
 # Events whose effect lives in the books, which ignore a repeat: a duplicate is applied
 # again (without counting it) in case a crash lost what the first one wrote.
 PROMISE_EVENTS = (Promise, Delivery, PromiseRevised, PromiseCancelled)
@@ -49,6 +53,9 @@ REAPPLIED_EVENTS = (*PROMISE_EVENTS, Inquiry, Response)
 # A producer's clock far ahead must not drag a partition's time forward and
 # declare every open promise missed at once.
 MAX_FUTURE_SKEW_SECONDS = 300.0
+# A backfill's hold is at most one gap of its history (at its speed) and a margin ahead;
+# a header asking for more than a day holds only a day.
+MAX_HOLD_AHEAD_SECONDS = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +74,16 @@ class EventProcessor:
         self.instruments = instruments
         self.policy = policy if policy is not None else Policy.default()
         self.findings: list[Finding] = []
+        # The events topic's partition count, once known: records are then checked against
+        # where Kafka's default partitioner puts their key (schemas/partitioning.py).
+        self.topic_partitions: int | None = None
+        self._misplaced = 0
 
     def process(
         self, partition: int, offset: int, timestamp: float, key: bytes | None, value: bytes | None,
         headers: Headers = None,
     ) -> Rejection | None:
         state = self.states.get(partition)
-        state.clock.hold(replay_hold_until(headers))
         known_at = state.clock.observe(min(timestamp, time.time() + MAX_FUTURE_SKEW_SECONDS))
         state.next_offset = offset + 1
         try:
@@ -87,6 +97,13 @@ class EventProcessor:
                 f"message has {shown} but case_id {event.case_id[:64]!r}; "
                 "send every event with the case id as its Kafka message key",
             )
+        hold = replay_hold_until(headers)  # from valid events only: a backfill sends no other
+        if hold is not None:
+            hold = min(hold, time.time() + MAX_HOLD_AHEAD_SECONDS)
+        state.clock.hold(hold)
+        partitions = self.topic_partitions
+        if partitions and murmur2_partition(key, partitions) != partition:
+            self._count_misplaced(partition, key, partitions)
         if event.event_id in state.seen:
             self.instruments.duplicates.inc()
             if isinstance(event, REAPPLIED_EVENTS):
@@ -210,6 +227,19 @@ class EventProcessor:
             instruments.observe_feedback(event.team, event.channel, event.audience, event.score)
         elif isinstance(event, Complaint):
             instruments.observe_complaint(event.team, event.channel, event.audience)
+
+    def _count_misplaced(self, partition: int, key: bytes, partitions: int) -> None:
+        self.instruments.misplaced.inc()
+        self._misplaced += 1
+        if self._misplaced in (1, 10, 100) or self._misplaced % 1000 == 0:
+            log.warning(
+                "%d event(s) so far were not on the partition Kafka's default partitioner gives "
+                "their key (e.g. key %r on partition %d, murmur2 says %d of %d). If another "
+                "emitter of the same cases hashes keys differently, their events are split and "
+                "promises are missed: set partitioner=murmur2_random on librdkafka clients "
+                "(confluent-kafka, node-rdkafka, rdkafka), a murmur2 hash partitioner on Sarama "
+                "(docs/emitting.md)", self._misplaced, key[:64], partition,
+                murmur2_partition(key, partitions), partitions)
 
     def reject(self, reason: str, detail: str) -> Rejection:
         self.instruments.by_reason[reason].inc()

@@ -22,6 +22,7 @@ event, where Faust cannot tell which changelog partition a plain assignment belo
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -32,11 +33,15 @@ from streams.core.dedup import RecentEventIds
 from streams.core.inquiries import AwaitingAnswers
 from streams.core.promises import OutcomeTotals, PromiseBook, PromiseRecord
 
+log = logging.getLogger(__name__)
+
 # Inquiries share the promises table (and the totals table), apart by key prefix.
 INQUIRY_KEY_PREFIX = "inquiry:"
 INQUIRY_BOOK = "inquiries"
 # A seen-events record holding a batch of one partition's event ids: "ids:<partition>:...".
 ID_BATCH_PREFIX = "ids:"
+# A partition's backfill hold (schemas/replay_hold.py), in the totals table: "<partition>:<this>".
+HOLD_KEY = "replay-hold"
 # Deleted (a tombstone for a key that never exists) to end a changelog partition's writes:
 # see PartitionStates.mark_ends.
 END_MARK_KEY = "~end-of-writes"
@@ -57,6 +62,8 @@ class PartitionState:
     unsent_ids: list[str] = field(default_factory=list)
     id_batches: deque = field(default_factory=deque)
     batched_ids: int = 0
+    # The clock's hold as last written to the totals table.
+    stored_hold: float | None = None
 
 
 class PartitionStates:
@@ -223,6 +230,16 @@ class PartitionStates:
                             _stored(record, partition, kind))
             for record_id in deleted:
                 self._write(self._promises, partition, prefix + record_id, None)
+        held = state.clock.held_until
+        if held != state.stored_hold:
+            # Kept across restarts and rebalances: a new owner caught up between two backfilled
+            # records would otherwise run the partition to the wall clock.
+            stored = None if held is None else {"until": held, "last_record_at": state.clock.last_record_at}
+            self._write(self._totals, partition, f"{partition}:{HOLD_KEY}", stored)
+            if (held is None) != (state.stored_hold is None):
+                log.info("partition %d: %s", partition, "held by a backfill (its time follows its "
+                         "records alone)" if held is not None else "backfill hold ended")
+            state.stored_hold = held
 
     def _restore(self, partition: int) -> PartitionState:
         promises: list[PromiseRecord] = []
@@ -248,10 +265,15 @@ class PartitionStates:
         for event_id in single_ids + [event_id for _, ids in batches for event_id in ids]:
             seen.add(event_id)
         self._unsent_id_count += len(single_ids)
-        return PartitionState(partition=partition, book=book, seen=seen, inquiries=awaiting,
-                              unsent_ids=single_ids,
-                              id_batches=deque((key, len(ids)) for key, ids in batches),
-                              batched_ids=sum(len(ids) for _, ids in batches))
+        state = PartitionState(partition=partition, book=book, seen=seen, inquiries=awaiting,
+                               unsent_ids=single_ids,
+                               id_batches=deque((key, len(ids)) for key, ids in batches),
+                               batched_ids=sum(len(ids) for _, ids in batches))
+        hold = self._totals.data.get(f"{partition}:{HOLD_KEY}")
+        if hold:
+            state.clock.restore_hold(hold["until"], hold.get("last_record_at"))
+            state.stored_hold = hold["until"]
+        return state
 
     def _archive(self, key: str) -> OutcomeTotals | None:
         stored = self._totals.data.get(key)

@@ -78,7 +78,8 @@ def _item(record: PromiseRecord, partition: int, now: float, which: str) -> dict
     if which == "at_risk":
         item["due_in_seconds"] = round(record.due_at - now, 3)
     else:
-        item["overdue_by_seconds"] = round(now - record.due_at, 3)
+        # (A backfill's hold can set a partition's time back to its history's.)
+        item["overdue_by_seconds"] = max(round(now - record.due_at, 3), 0.0)
     return item
 
 

@@ -16,7 +16,7 @@ class PartitionClock:
     caught up between two of its records: the latest record read may *hold* the clock
     until a wall time (:meth:`hold`). While held, the partition's time is its records'
     alone (an earlier caught-up fetch, e.g. of the empty topic the backfill fills, no
-    longer counts), and only a fetch answered after the hold ends lets the wall clock in.
+    longer counts), and only a fetch answered once the hold is over lets the wall clock in.
     """
 
     __slots__ = ("_last_record_at", "_caught_up_at", "_held_until")
@@ -30,6 +30,20 @@ class PartitionClock:
         """The record just read says more history may come until ``until`` (epoch seconds);
         ``None`` (a live record) ends any hold."""
         self._held_until = until
+
+    @property
+    def held_until(self) -> float | None:
+        return self._held_until
+
+    @property
+    def last_record_at(self) -> float | None:
+        return self._last_record_at
+
+    def restore_hold(self, until: float, last_record_at: float | None) -> None:
+        """A hold persisted by the partition's previous owner, with its record time then."""
+        self._held_until = until
+        if last_record_at is not None:
+            self.observe(last_record_at)
 
     def observe(self, record_timestamp: float) -> float:
         """A record stamped ``record_timestamp`` has been read; returns when it became known.

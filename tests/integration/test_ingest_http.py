@@ -304,8 +304,16 @@ def test_emitter_promises_reach_the_worker(ingest_worker, broker):
                    for case in (f"case-p{n}" for n in range(12))}
         assert written == {case: emitter.partition_for(case) for case in written}
         assert len(set(written.values())) > 1, written
-    settle(ingest_worker, {outcome(team, "on_time"): 1, outcome(team, "missed"): 1},
-           "the emitted promise kept and the undelivered one missed")
+        # One event where another partitioner would put it: counted, and still processed.
+        now = datetime.now(UTC).isoformat()
+        emitter.send(dict(type="greeting", event_id=str(uuid.uuid4()), case_id="case-p0", occurred_at=now,
+                          team="emitter-misplaced", channel="chat", contact_at=now),
+                     partition=1 - emitter.partition_for("case-p0"), wait=True)
+    greetings = ("servicewatch_greeting_seconds_count", ("team", "emitter-misplaced"), ("channel", "chat"),
+                 ("audience", "external"))
+    settle(ingest_worker, {outcome(team, "on_time"): 1, outcome(team, "missed"): 1,
+                           ("servicewatch_events_misplaced_total",): 1, greetings: 1},
+           "the emitted promise kept, the undelivered one missed, the misplaced greeting counted")
 
 
 # -- the CLI ----------------------------------------------------------------------------------------
@@ -327,7 +335,7 @@ def test_emit_command_sends_to_the_broker(ingest_worker, broker):
 
 
 def test_replay_backfills_history_judged_as_it_happened(start_worker, broker, tmp_path):
-    # A fresh topic: a partition's time never goes back, so history must reach partitions
+    # A fresh topic: a partition's record time never goes back, so history must reach partitions
     # before live events do (docs/emitting.md, "Backfills").
     worker = start_worker(partitions=2, ready_timeout=SETTLE)
     worker.wait_until_caught_up(SETTLE)

@@ -21,7 +21,7 @@ from schemas.replay_hold import replay_hold_until
 from streams.cli import build_parser, main
 from streams.emit_commands import check_replay_file, event_from_args, paced, parse_time
 from streams.embedded_broker import free_port
-from streams.replay_holds import HOLD_MARGIN_SECONDS
+from streams.replay_plan import HOLD_MARGIN_SECONDS
 
 UTC = timezone.utc
 NOW = datetime(2026, 11, 28, 14, 0, tzinfo=UTC)
@@ -266,26 +266,29 @@ def held_until(record) -> float | None:
     return replay_hold_until(record[1])
 
 
-@pytest.mark.parametrize("speed, seconds", [([], 0.0), (["--speed", "6000"], 1.0)])
-def test_replay_holds_each_partition_until_its_last_record(tmp_path, fake_emitter, speed, seconds):
+@pytest.mark.parametrize("speed, seconds_apart", [([], 0.0), (["--speed", "6000"], 0.1)])
+def test_replay_holds_each_partition_until_its_next_record(tmp_path, fake_emitter, speed, seconds_apart):
     # Event n, of case c(n % 3), 10n minutes in; c0 and c2 go to partition 0, c1 to 1.
     path = tmp_path / "history.jsonl"
     path.write_text("\n".join(event_line(n, n * 10) for n in range(10)) + "\n")
     before = time.time()
     assert main(["replay", str(path), "--quiet", *speed]) == 0
+    after = time.time()
     records = fake_emitter[0].records
-    assert [partition for partition, _ in records] == [(n % 3) % 2 for n in range(10)]
-    last_of = {partition: number for number, (partition, _) in enumerate(records)}
-    assert last_of == {0: 9, 1: 7}
-    for number, record in enumerate(records):
+    partitions = [partition for partition, _ in records]
+    assert partitions == [(n % 3) % 2 for n in range(10)]
+    for n, record in enumerate(records):
+        following = [m for m in range(n + 1, 10) if partitions[m] == partitions[n]]
         hold = held_until(record)
-        if number in last_of.values():
-            assert hold is None, f"the last record of its partition holds nothing: {record}"
+        if not following:
+            assert hold is None, f"the last record of its partition holds nothing: {n} {record}"
+            continue
+        # Held until the partition's next record is due (at once at max speed), plus the margin.
+        started = hold - HOLD_MARGIN_SECONDS - following[0] * seconds_apart
+        if seconds_apart:
+            assert before - 0.01 <= started <= before + 0.15, (n, record, started - before)
         else:
-            # Held past when the partition's last record is due to go, with a margin.
-            due = before + (seconds * 0.9 if record[0] == 0 else seconds * 0.7)
-            assert hold is not None and hold >= due + HOLD_MARGIN_SECONDS - 0.5, (number, record, due)
-            assert hold <= time.time() + HOLD_MARGIN_SECONDS + 0.5
+            assert before - 0.01 <= started <= after + 0.01, (n, record)
 
 
 @pytest.mark.parametrize("speed", ["0", "-1", "fast", "inf", "nan"])

@@ -6,6 +6,7 @@ the state it writes, including that a changelog replay restores it exactly.
 """
 
 import json
+import time
 import weakref
 from datetime import datetime, timedelta, timezone
 
@@ -117,25 +118,58 @@ def test_sweep_declares_the_miss_once_the_partition_clock_passes_due_plus_grace(
     assert sample(registry, "servicewatch_promises_overdue", **labels) == 1
 
 
-def test_a_backfill_caught_up_between_a_promise_and_its_delivery_keeps_the_promise():
-    # History three hours old: the worker reads the promise, finds the partition caught up
-    # (now) before the delivery arrives, and must not run the partition to now meanwhile.
-    processor, registry, _ = make_worker()
-    then = NOW - timedelta(hours=3)
-    due = then + timedelta(minutes=60)
-    hold = [hold_header(NOW.timestamp() + 30)]
-    processor.states.get(0).clock.caught_up(at=NOW.timestamp() - 5)  # the empty topic, caught up
-    processor.process(0, 0, then.timestamp(), b"c1", event(
-        "promise", "e1", at=then, promise_id="p1", due_at=due.isoformat(), kind="visit"), hold)
+# History three hours old: a promise due an hour in, delivered 20 minutes early.
+HISTORY = NOW - timedelta(hours=3)
+VISIT = dict(team="billing", kind="visit", audience="external")
+
+
+def backfill_promise(processor):
+    """Process the history's promise as ``servicewatch replay`` sends it: held."""
+    due = HISTORY + timedelta(minutes=60)
+    processor.process(0, 0, HISTORY.timestamp(), b"c1", event(
+        "promise", "e1", at=HISTORY, promise_id="p1", due_at=due.isoformat(), kind="visit"),
+        [hold_header(NOW.timestamp() + 30)])
+
+
+def catch_up_now_then_deliver(processor):
+    """The worker finds the partition caught up (now) before the delivery arrives."""
     state = processor.states.get(0)
     state.clock.caught_up(at=NOW.timestamp())
     processor.sweep(state)
-    delivered = then + timedelta(minutes=40)
+    delivered = HISTORY + timedelta(minutes=40)
     processor.process(0, 1, delivered.timestamp(), b"c1", event("delivery", "e2", at=delivered, promise_id="p1"))
     processor.sweep(state)
-    labels = dict(team="billing", kind="visit", audience="external")
-    assert sample(registry, "servicewatch_promise_outcomes_total", outcome="missed", **labels) == 0
-    assert sample(registry, "servicewatch_promise_outcomes_total", outcome="on_time", **labels) == 1
+
+
+def test_a_backfill_caught_up_between_a_promise_and_its_delivery_keeps_the_promise():
+    processor, registry, _ = make_worker()
+    processor.states.get(0).clock.caught_up(at=NOW.timestamp() - 5)  # the empty topic, caught up
+    backfill_promise(processor)
+    catch_up_now_then_deliver(processor)
+    assert sample(registry, "servicewatch_promise_outcomes_total", outcome="missed", **VISIT) == 0
+    assert sample(registry, "servicewatch_promise_outcomes_total", outcome="on_time", **VISIT) == 1
+
+
+def test_a_backfill_hold_survives_a_restart_between_a_promise_and_its_delivery():
+    processor, _, tables = make_worker()
+    backfill_promise(processor)
+    processor.states.send_pending()  # as before the commit that covers the promise
+    restarted, registry, restarted_tables = make_worker(tuple(t.replayed(0) for t in tables))
+    catch_up_now_then_deliver(restarted)  # committed to the end: caught up at once
+    assert sample(registry, "servicewatch_promise_outcomes_total", outcome="missed", **VISIT) == 0
+    assert sample(registry, "servicewatch_promise_outcomes_total", outcome="on_time", **VISIT) == 1
+    # The last record held nothing: the hold is over, and so is the stored one.
+    restarted.states.send_pending()
+    assert restarted.states.get(0).clock.held_until is None
+    again, _, _ = make_worker(tuple(t.replayed(0) for t in restarted_tables))
+    assert again.states.get(0).clock.held_until is None
+
+
+def test_a_hold_far_ahead_holds_a_day_at_most():
+    processor, _, _ = make_worker()
+    processor.process(0, 0, NOW.timestamp(), b"c1", event("greeting", "g1", contact_at=NOW.isoformat()),
+                      [hold_header(4_000_000_000)])
+    assert processor.states.get(0).clock.held_until <= time.time() + 86_400 + 1
 
 
 def test_a_restarted_worker_restores_state_from_the_changelog_and_counts_nothing_twice():
