@@ -197,6 +197,7 @@ class Emitter:
             # A broker that auto-creates topics would make a 1-partition events topic.
             options["allow_auto_create_topics"] = False
         options.update(producer_options)
+        self._options, self._connect_timeout = options, connect_timeout
         if check_topic:
             self._check_topic(options, connect_timeout)
         try:
@@ -205,10 +206,7 @@ class Emitter:
                 kafka_errors.KafkaConnectionError) as exc:
             raise BrokerUnreachableError(_unreachable_text(self._bootstrap_text, exc)) from exc
 
-    def _check_topic(self, options: dict[str, Any], timeout: float) -> None:
-        # Asked with an admin client, for all topics: a producer's metadata request for one
-        # topic may create it (kafka-python 3.0 does not pass allow_auto_create_topics on, and
-        # Tansu creates topics on sight), and a made-up topic would swallow every event.
+    def _admin(self, options: dict[str, Any], timeout: float) -> Any:
         from kafka import KafkaAdminClient
         from kafka import errors as kafka_errors
 
@@ -216,10 +214,38 @@ class Emitter:
                          if key in KafkaAdminClient.DEFAULT_CONFIG and key != "client_id"}
         admin_options["request_timeout_ms"] = int(max(timeout, 1.0) * 1000)
         try:
-            admin = KafkaAdminClient(client_id="servicewatch-emitter-check", **admin_options)
+            return KafkaAdminClient(client_id="servicewatch-emitter-check", **admin_options)
         except (kafka_errors.NoBrokersAvailable, kafka_errors.KafkaTimeoutError,
                 kafka_errors.KafkaConnectionError) as exc:
             raise BrokerUnreachableError(_unreachable_text(self._bootstrap_text, exc)) from exc
+
+    def timestamp_type(self) -> str | None:
+        """The topic's ``message.timestamp.type``: ``"CreateTime"`` (records keep the stamp
+        they are sent with), ``"LogAppendTime"`` (the broker stamps them on arrival), or
+        ``None`` when the broker does not say (Tansu names only what was set at creation)."""
+        from kafka import errors as kafka_errors
+        from kafka.admin import ConfigResource, ConfigResourceType
+
+        admin = self._admin(self._options, self._connect_timeout)
+        try:
+            found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, self.topic)],
+                                           config_filter="all")
+        except kafka_errors.KafkaError:
+            return None
+        finally:
+            admin.close()
+        try:
+            return found["topic"][self.topic]["message.timestamp.type"]["value"]
+        except (KeyError, TypeError):
+            return None
+
+    def _check_topic(self, options: dict[str, Any], timeout: float) -> None:
+        # Asked with an admin client, for all topics: a producer's metadata request for one
+        # topic may create it (kafka-python 3.0 does not pass allow_auto_create_topics on, and
+        # Tansu creates topics on sight), and a made-up topic would swallow every event.
+        from kafka import errors as kafka_errors
+
+        admin = self._admin(options, timeout)
         try:
             topics = set(admin.list_topics())
         except kafka_errors.KafkaError as exc:

@@ -476,6 +476,12 @@ def replay(args: argparse.Namespace) -> int:
         return (result.event for result in check_lines(lines()) if result.valid)
 
     with Emitter(args.broker, args.topic, connect_timeout=args.timeout) as emitter:
+        if emitter.timestamp_type() == "LogAppendTime":
+            raise ReplayRefused(
+                f"topic {args.topic} stamps records when they arrive (message.timestamp.type="
+                "LogAppendTime), so the history would be judged by today's time and its old "
+                "promises counted missed; nothing was sent. Replay into a topic with the default "
+                "CreateTime (docs/emitting.md, \"Backfills\")")
         plan = ReplayPlan(emitter.partition_for)
         for event, offset in paced(valid_events(), args.speed):
             plan.plan(event.case_id, offset)

@@ -32,6 +32,7 @@ import pytest
 from schemas.emitter import Emitter
 from streams.embedded_broker import free_port
 from streams.ingest import DEFAULT_MAX_BYTES, IngestConfig, handle_request, openapi_document
+from streams.topics import TopicSpec, ensure_topics
 from tests.integration.harness import WorkerProcess, unique_name, value, wait_for
 
 pytestmark = pytest.mark.broker
@@ -370,6 +371,16 @@ def test_replay_backfills_history_judged_as_it_happened(start_worker, broker, tm
     done = servicewatch("replay", str(path), "--broker", broker.url, "--topic", worker.topic, "--quiet")
     assert done.returncode == 0, done.stderr
     settle(worker, {**expected, ("servicewatch_events_duplicate_total",): 5}, "the second replay dropped as repeats")
+
+
+def test_replay_refuses_a_topic_stamped_on_arrival(broker, tmp_path):
+    topic = unique_name("appended")
+    ensure_topics(broker.bootstrap, [TopicSpec(topic, 1, {"message.timestamp.type": "LogAppendTime"})])
+    path = tmp_path / "history.jsonl"
+    path.write_text(json.dumps(ev("promise", "case-a1", "appended", datetime.now(UTC) - timedelta(hours=1),
+                                  promise_id="a1", due_at=datetime.now(UTC), kind="visit")) + "\n")
+    done = servicewatch("replay", str(path), "--broker", broker.url, "--topic", topic, "--timeout", "30")
+    assert done.returncode == 1 and "LogAppendTime" in done.stderr and "nothing was sent" in done.stderr, done.stderr
 
 
 # -- the examples -----------------------------------------------------------------------------------

@@ -65,6 +65,11 @@ class FakeEmitter:
     def partition_for(self, case_id):
         return int(case_id[1:]) % 2
 
+    def timestamp_type(self):
+        return self.topic_timestamp_type
+
+    topic_timestamp_type = "CreateTime"
+
     def flush(self, timeout=None):
         pass
 
@@ -289,6 +294,16 @@ def test_replay_holds_each_partition_until_its_next_record(tmp_path, fake_emitte
             assert before - 0.01 <= started <= before + 0.15, (n, record, started - before)
         else:
             assert before - 0.01 <= started <= after + 0.01, (n, record)
+
+
+def test_replay_refuses_a_topic_that_stamps_records_on_arrival(tmp_path, capsys, fake_emitter, monkeypatch):
+    path = tmp_path / "history.jsonl"
+    path.write_text(event_line(0, 0) + "\n")
+    monkeypatch.setattr(FakeEmitter, "topic_timestamp_type", "LogAppendTime")
+    assert main(["replay", str(path), "--topic", "t"]) == 1
+    assert fake_emitter[0].sent == []
+    err = capsys.readouterr().err
+    assert "LogAppendTime" in err and "nothing was sent" in err and "CreateTime" in err
 
 
 @pytest.mark.parametrize("speed", ["0", "-1", "fast", "inf", "nan"])
