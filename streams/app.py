@@ -36,8 +36,9 @@ MAX_PENDING_WRITES = 1000
 # Faust hands the Kafka producer one record at a time, and without a linger each one that
 # finds the sender idle goes out in a produce request of its own: about one request per two
 # events, a tenth of the worker's CPU. Waiting 50 ms lets state writes, findings and dead
-# letters share requests (side by side: 20-25 % less CPU per event, the broker's CPU down
-# from 15 % to 6 %); a commit's flush and a finding wait that much longer at most.
+# letters share requests (side by side: about 20 % less CPU per event, the broker's CPU down
+# from 15 % to 6 %). Each flush (two per commit, one per rebalance), each finding and each
+# HTTP ingest request waits that much longer at most.
 PRODUCER_LINGER_SECONDS = 0.05
 
 
@@ -196,8 +197,11 @@ class Monitor:
                        headers={"servicewatch-finding": finding.finding_type.encode()})
 
     def _sweep_partitions(self) -> None:
-        self.processor.topic_partitions = self.app.consumer.topic_partitions(self.settings.topic)
         progress = self.progress
+        try:
+            self.processor.topic_partitions = progress.topic_partition_count()
+        except Exception:  # the metadata changed under us: read again at the next sweep
+            log.debug("reading the events topic's partition count failed", exc_info=True)
         assigned = progress.assigned_partitions()
         self.states.release({s.partition for s in self.states.held()} - assigned)
         instruments = self.instruments

@@ -56,6 +56,8 @@ MAX_FUTURE_SKEW_SECONDS = 300.0
 # A backfill's hold is at most one gap of its history (at its speed) and a margin ahead;
 # a header asking for more than a day holds only a day.
 MAX_HOLD_AHEAD_SECONDS = 86_400.0
+# A misplacing emitter misplaces steadily: one warning a minute, with the count, is enough.
+MISPLACED_WARNING_EVERY = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,7 @@ class EventProcessor:
         # where Kafka's default partitioner puts their key (schemas/partitioning.py).
         self.topic_partitions: int | None = None
         self._misplaced = 0
+        self._misplaced_warned_at: float | None = None
 
     def process(
         self, partition: int, offset: int, timestamp: float, key: bytes | None, value: bytes | None,
@@ -231,14 +234,17 @@ class EventProcessor:
     def _count_misplaced(self, partition: int, key: bytes, partitions: int) -> None:
         self.instruments.misplaced.inc()
         self._misplaced += 1
-        if self._misplaced in (1, 10, 100) or self._misplaced % 1000 == 0:
+        now = time.monotonic()
+        if self._misplaced_warned_at is None or now - self._misplaced_warned_at >= MISPLACED_WARNING_EVERY:
+            self._misplaced_warned_at = now
+            misplaced, self._misplaced = self._misplaced, 0
             log.warning(
-                "%d event(s) so far were not on the partition Kafka's default partitioner gives "
-                "their key (e.g. key %r on partition %d, murmur2 says %d of %d). If another "
+                "%d event(s) since the last warning were not on the partition Kafka's default "
+                "partitioner gives their key (e.g. key %r on partition %d, murmur2 says %d of %d). If another "
                 "emitter of the same cases hashes keys differently, their events are split and "
                 "promises are missed: set partitioner=murmur2_random on librdkafka clients "
                 "(confluent-kafka, node-rdkafka, rdkafka), a murmur2 hash partitioner on Sarama "
-                "(docs/emitting.md)", self._misplaced, key[:64], partition,
+                "(docs/emitting.md)", misplaced, key[:64], partition,
                 murmur2_partition(key, partitions), partitions)
 
     def reject(self, reason: str, detail: str) -> Rejection:

@@ -34,6 +34,12 @@ class ConsumerProgress:
             del self._polls[partition]
         return assigned
 
+    def topic_partition_count(self) -> int | None:
+        """How many partitions the topic has, from the cluster metadata every member keeps
+        (Faust's ``topic_partitions`` reads a snapshot only the group leader fills)."""
+        partitions = self._aiokafka_consumer()._client.cluster.partitions_for_topic(self._topic)
+        return len(partitions) if partitions else None
+
     def _aiokafka_consumer(self) -> Any:
         return self._app.consumer._thread._ensure_consumer()
 

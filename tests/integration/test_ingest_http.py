@@ -317,6 +317,31 @@ def test_emitter_promises_reach_the_worker(ingest_worker, broker):
            "the emitted promise kept, the undelivered one missed, the misplaced greeting counted")
 
 
+def test_every_worker_of_a_group_counts_misplaced_events(start_worker, broker):
+    # Only the group leader has Faust's partition-count snapshot: the check must not depend on it.
+    workers = [start_worker(partitions=4, ready_timeout=SETTLE) for _ in range(2)]
+
+    def held(worker) -> set[str]:
+        return {dict(labels)["partition"] for (name, labels) in worker.scrape()
+                if name == "servicewatch_partition_time_seconds"}
+
+    wait_for(lambda: all(held(w) for w in workers) and set().union(*map(held, workers)) == set("0123"),
+             SETTLE, "both workers holding partitions")
+    with Emitter(broker.url, workers[0].topic, connect_timeout=30) as emitter:
+        for partition in range(4):  # one greeting on each partition, away from where murmur2 puts it
+            case = next(f"case-m{n}" for n in range(100) if emitter.partition_for(f"case-m{n}") != partition)
+            now = datetime.now(UTC).isoformat()
+            emitter.send(dict(type="greeting", event_id=str(uuid.uuid4()), case_id=case, occurred_at=now,
+                              team="misplaced", channel="chat", contact_at=now), partition=partition, wait=True)
+
+    def counted():
+        found = [value(w.scrape(), "servicewatch_events_misplaced_total") or 0 for w in workers]
+        return found if sum(found) == 4 and all(found) else None
+
+    wait_for(counted, SETTLE, "each worker counting the misplaced events on its partitions",
+             lambda: f" (per worker: {[value(w.scrape(), 'servicewatch_events_misplaced_total') for w in workers]})")
+
+
 # -- the CLI ----------------------------------------------------------------------------------------
 def servicewatch(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "streams", *args], capture_output=True, text=True,
