@@ -199,20 +199,20 @@ class Emitter:
         options.update(producer_options)
         self._options, self._connect_timeout = options, connect_timeout
         if check_topic:
-            self._check_topic(options, connect_timeout)
+            self._check_topic()
         try:
             self._producer = KafkaProducer(**options)
         except (kafka_errors.NoBrokersAvailable, kafka_errors.KafkaTimeoutError,
                 kafka_errors.KafkaConnectionError) as exc:
             raise BrokerUnreachableError(_unreachable_text(self._bootstrap_text, exc)) from exc
 
-    def _admin(self, options: dict[str, Any], timeout: float) -> Any:
+    def _admin(self) -> Any:
         from kafka import KafkaAdminClient
         from kafka import errors as kafka_errors
 
-        admin_options = {key: value for key, value in options.items()
+        admin_options = {key: value for key, value in self._options.items()
                          if key in KafkaAdminClient.DEFAULT_CONFIG and key != "client_id"}
-        admin_options["request_timeout_ms"] = int(max(timeout, 1.0) * 1000)
+        admin_options["request_timeout_ms"] = int(max(self._connect_timeout, 1.0) * 1000)
         try:
             return KafkaAdminClient(client_id="servicewatch-emitter-check", **admin_options)
         except (kafka_errors.NoBrokersAvailable, kafka_errors.KafkaTimeoutError,
@@ -226,7 +226,7 @@ class Emitter:
         from kafka import errors as kafka_errors
         from kafka.admin import ConfigResource, ConfigResourceType
 
-        admin = self._admin(self._options, self._connect_timeout)
+        admin = self._admin()
         try:
             found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, self.topic)],
                                            config_filter="all")
@@ -239,13 +239,13 @@ class Emitter:
         except (KeyError, TypeError):
             return None
 
-    def _check_topic(self, options: dict[str, Any], timeout: float) -> None:
+    def _check_topic(self) -> None:
         # Asked with an admin client, for all topics: a producer's metadata request for one
         # topic may create it (kafka-python 3.0 does not pass allow_auto_create_topics on, and
         # Tansu creates topics on sight), and a made-up topic would swallow every event.
         from kafka import errors as kafka_errors
 
-        admin = self._admin(options, timeout)
+        admin = self._admin()
         try:
             topics = set(admin.list_topics())
         except kafka_errors.KafkaError as exc:

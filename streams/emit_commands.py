@@ -482,9 +482,9 @@ def replay(args: argparse.Namespace) -> int:
                 "LogAppendTime), so the history would be judged by today's time and its old "
                 "promises counted missed; nothing was sent. Replay into a topic with the default "
                 "CreateTime (docs/emitting.md, \"Backfills\")")
-        plan = ReplayPlan(emitter.partition_for)
+        plan = ReplayPlan()
         for event, offset in paced(valid_events(), args.speed):
-            plan.plan(event.case_id, offset)
+            plan.plan(emitter.partition_for(event.case_id), offset)
         progress = ProgressBar(total, enabled=not args.quiet)
         sent = 0
         started, started_at = time.monotonic(), time.time()

@@ -11,7 +11,6 @@ record is due at once, so each holds its partition for the margin from when it i
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable
 
 # Covers a record that waits in the producer's buffer (the emitter's delivery timeout is
 # 120 s), a replay running behind its schedule, and clocks that disagree between the
@@ -21,19 +20,17 @@ HOLD_MARGIN_SECONDS = 180.0
 
 
 class ReplayPlan:
-    """``partition_for(case_id)`` names the partition an event goes to. Events are planned,
-    then sent, in the same order."""
+    """Events are planned, then sent, in the same order, each with its partition."""
 
-    def __init__(self, partition_for: Callable[[str], int]) -> None:
-        self.partition_for = partition_for
+    def __init__(self) -> None:
         # partition -> seconds after the start at which each of its events is due, in order
         self._due: dict[int, array] = {}
         # partition -> how many of its events were sent
         self._sent: dict[int, int] = {}
 
-    def plan(self, case_id: str, send_offset: float) -> None:
-        """The next event, due ``send_offset`` seconds after the replay starts."""
-        self._due.setdefault(self.partition_for(case_id), array("d")).append(send_offset)
+    def plan(self, partition: int, send_offset: float) -> None:
+        """The next event, for ``partition``, due ``send_offset`` seconds after the start."""
+        self._due.setdefault(partition, array("d")).append(send_offset)
 
     def hold_for(self, partition: int, now: float, started_at: float) -> float | None:
         """Until when (epoch seconds) the next event sent to ``partition``, at ``now``, by a

@@ -306,9 +306,7 @@ def test_emitter_promises_reach_the_worker(ingest_worker, broker):
         assert written == {case: emitter.partition_for(case) for case in written}
         assert len(set(written.values())) > 1, written
         # One event where another partitioner would put it: counted, and still processed.
-        now = datetime.now(UTC).isoformat()
-        emitter.send(dict(type="greeting", event_id=str(uuid.uuid4()), case_id="case-p0", occurred_at=now,
-                          team="emitter-misplaced", channel="chat", contact_at=now),
+        emitter.send(ev("greeting", "case-p0", "emitter-misplaced", contact_at=datetime.now(UTC)),
                      partition=1 - emitter.partition_for("case-p0"), wait=True)
     greetings = ("servicewatch_greeting_seconds_count", ("team", "emitter-misplaced"), ("channel", "chat"),
                  ("audience", "external"))
@@ -330,9 +328,8 @@ def test_every_worker_of_a_group_counts_misplaced_events(start_worker, broker):
     with Emitter(broker.url, workers[0].topic, connect_timeout=30) as emitter:
         for partition in range(4):  # one greeting on each partition, away from where murmur2 puts it
             case = next(f"case-m{n}" for n in range(100) if emitter.partition_for(f"case-m{n}") != partition)
-            now = datetime.now(UTC).isoformat()
-            emitter.send(dict(type="greeting", event_id=str(uuid.uuid4()), case_id=case, occurred_at=now,
-                              team="misplaced", channel="chat", contact_at=now), partition=partition, wait=True)
+            emitter.send(ev("greeting", case, "misplaced", contact_at=datetime.now(UTC)),
+                         partition=partition, wait=True)
 
     def counted():
         found = [value(w.scrape(), "servicewatch_events_misplaced_total") or 0 for w in workers]
